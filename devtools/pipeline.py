@@ -1,0 +1,84 @@
+"""Feed a cohort through a running stack and wait until every confirmation is out:
+the main job's core, shared by the run command and the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from devtools.cohort import CohortEntry
+from devtools.feeder import feed
+from devtools.stack import LocalStack
+
+
+class PipelineTimeout(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Expected:
+    enrolled: int
+    sms: int
+    emails: int
+
+    @classmethod
+    def from_results(cls, entries: Sequence[CohortEntry], results: Sequence[dict]) -> Expected:
+        by_request = {e.request_id: e for e in entries}
+        enrolled = [r for r in results if r["outcome"] == "enrolled"]
+        emails = sum(1 for r in enrolled if by_request[r["request_id"]].worker.email)
+        return cls(enrolled=len(enrolled), sms=len(enrolled), emails=emails)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    results: list[dict]
+    expected: Expected
+    summary: dict[str, Any]
+    feed_seconds: float
+    total_seconds: float
+
+
+def _finished(summary: dict[str, Any], channel: str) -> int:
+    statuses = summary["notifications"]["deliveries"].get(channel, {})
+    return int(statuses.get("sent", 0)) + int(statuses.get("failed", 0))
+
+
+async def run_cohort(
+    stack: LocalStack,
+    entries: Sequence[CohortEntry],
+    *,
+    timeout_s: float = 600.0,
+    on_feed_progress: Callable[[int, int], None] | None = None,
+    on_delivery_progress: Callable[[int, int], None] | None = None,
+) -> RunReport:
+    """Feed ``entries`` through registration's HTTP API, then wait until coverage has a
+    policy for every enrolled worker and every SMS and email has finished (sent or
+    failed). Raises PipelineTimeout with the last figures if that takes too long."""
+    started = time.monotonic()
+    results = await feed(stack.config.registration_url, entries, on_progress=on_feed_progress)
+    fed = time.monotonic()
+    expected = Expected.from_results(entries, results)
+    target = expected.sms + expected.emails
+    deadline = started + timeout_s
+    async with httpx.AsyncClient() as client:
+        while True:
+            summary = await stack.summary(client)
+            done = _finished(summary, "sms") + _finished(summary, "email")
+            policies = sum(summary["coverage"]["policies"].values())
+            if on_delivery_progress is not None:
+                on_delivery_progress(done, target)
+            if done >= target and policies >= expected.enrolled:
+                return RunReport(
+                    results, expected, summary, fed - started, time.monotonic() - started
+                )
+            if time.monotonic() > deadline:
+                raise PipelineTimeout(
+                    f"after {timeout_s:.0f} s: {done}/{target} messages finished, "
+                    f"{policies}/{expected.enrolled} policies; last figures: {summary}"
+                )
+            await asyncio.sleep(0.5)

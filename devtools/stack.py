@@ -1,0 +1,248 @@
+"""The whole product as separate local processes: the three services and the two
+development stand-ins (SMS gateway, SMTP server). Used by the run command and by the
+end-to-end tests, so both exercise exactly the same topology."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devtools.serving import free_port
+
+SERVICES = ("registration", "coverage", "notifications")
+
+
+class StackError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    database_url: str
+    kafka_bootstrap: str
+    log_dir: Path
+    topic_prefix: str = ""
+    host: str = "127.0.0.1"
+    registration_port: int = 18001
+    coverage_port: int = 18002
+    notifications_port: int = 18003
+    sms_port: int = 18025
+    smtp_port: int = 18026
+    smtp_http_port: int = 18027
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def on_free_ports(cls, **kwargs: Any) -> StackConfig:
+        ports = {
+            name: free_port()
+            for name in (
+                "registration_port",
+                "coverage_port",
+                "notifications_port",
+                "sms_port",
+                "smtp_port",
+                "smtp_http_port",
+            )
+        }
+        return cls(**ports, **kwargs)
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
+
+    @property
+    def registration_url(self) -> str:
+        return self.url(self.registration_port)
+
+    @property
+    def coverage_url(self) -> str:
+        return self.url(self.coverage_port)
+
+    @property
+    def notifications_url(self) -> str:
+        return self.url(self.notifications_port)
+
+    @property
+    def sms_url(self) -> str:
+        return self.url(self.sms_port)
+
+    @property
+    def smtp_http_url(self) -> str:
+        return self.url(self.smtp_http_port)
+
+    def service_env(self, port: int) -> dict[str, str]:
+        return {
+            "PERISAI_DATABASE_URL": self.database_url,
+            "PERISAI_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "PERISAI_TOPIC_PREFIX": self.topic_prefix,
+            "PERISAI_HTTP_HOST": self.host,
+            "PERISAI_HTTP_PORT": str(port),
+            "PERISAI_SMS_GATEWAY_URL": self.sms_url,
+            "PERISAI_SMTP_HOST": self.host,
+            "PERISAI_SMTP_PORT": str(self.smtp_port),
+            **self.extra_env,
+        }
+
+
+@dataclass
+class ManagedProcess:
+    """One child process with its log file and a readiness URL."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    ready_url: str
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in the terminal reaches the runner only
+        )
+        log.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    async def wait_ready(self, client: httpx.AsyncClient, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.running:
+                code = self.process.returncode if self.process else None
+                raise StackError(
+                    f"{self.name} exited (code {code}) before it was ready; "
+                    f"log {self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                if (await client.get(self.ready_url, timeout=2)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.2)
+        raise StackError(
+            f"{self.name} not ready after {timeout_s:.0f} s; log {self.log_path}:\n"
+            f"{self.log_tail()}"
+        )
+
+    def signal(self, signum: int) -> None:
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signum)
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit in time. Returns the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """kill -9: no cleanup, no offset commit."""
+        if self.running:
+            assert self.process is not None
+            self.process.kill()
+            self.process.wait(5)
+
+
+class LocalStack:
+    """The five processes, started in dependency order and stopped in reverse."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        python = sys.executable
+        c = config
+        logs = c.log_dir
+        self.processes: dict[str, ManagedProcess] = {
+            "sms-gateway": ManagedProcess(
+                "sms-gateway",
+                [python, "-m", "devtools.sms_gateway", "--host", c.host, "--port", str(c.sms_port),
+                 "--log", str(logs / "sms-gateway.jsonl")],
+                {},
+                logs / "sms-gateway.log",
+                f"{c.sms_url}/health",
+            ),
+            "smtp-server": ManagedProcess(
+                "smtp-server",
+                [python, "-m", "devtools.smtp_sink", "--host", c.host, "--port", str(c.smtp_port),
+                 "--http-port", str(c.smtp_http_port), "--log", str(logs / "smtp.jsonl")],
+                {},
+                logs / "smtp-server.log",
+                f"{c.smtp_http_url}/health",
+            ),
+        }  # fmt: skip
+        for name, port in (
+            ("registration", c.registration_port),
+            ("coverage", c.coverage_port),
+            ("notifications", c.notifications_port),
+        ):
+            self.processes[name] = ManagedProcess(
+                name,
+                [python, "-m", f"services.{name}"],
+                c.service_env(port),
+                logs / f"{name}.log",
+                f"{c.url(port)}/health/ready",
+            )
+
+    def __getitem__(self, name: str) -> ManagedProcess:
+        return self.processes[name]
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        for process in self.processes.values():
+            process.start()
+        async with httpx.AsyncClient() as client:
+            await asyncio.gather(
+                *(p.wait_ready(client, timeout_s) for p in self.processes.values())
+            )
+
+    async def restart(self, name: str, timeout_s: float = 60.0) -> None:
+        process = self.processes[name]
+        process.stop()
+        process.start()
+        async with httpx.AsyncClient() as client:
+            await process.wait_ready(client, timeout_s)
+
+    def stop(self) -> dict[str, int | None]:
+        return {name: p.stop() for name, p in reversed(self.processes.items())}
+
+    async def summary(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        """Each service's and stand-in's own figures, side by side."""
+        c = self.config
+        urls = {
+            "registration": f"{c.registration_url}/v1/summary",
+            "coverage": f"{c.coverage_url}/v1/summary",
+            "notifications": f"{c.notifications_url}/v1/summary",
+            "sms_gateway": f"{c.sms_url}/v1/stats",
+            "smtp_server": f"{c.smtp_http_url}/v1/stats",
+        }
+        responses = await asyncio.gather(*(client.get(u, timeout=10) for u in urls.values()))
+        for response in responses:
+            response.raise_for_status()
+        return {name: r.json() for name, r in zip(urls, responses, strict=True)}

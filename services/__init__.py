@@ -1,0 +1,1 @@
+"""Perisai services: registration, coverage, notifications."""

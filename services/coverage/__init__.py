@@ -1,0 +1,1 @@
+"""Coverage: turns enrolments into active policies and an append-only premium ledger."""

@@ -1,0 +1,88 @@
+"""Coverage's process: consumes WorkerEnrolled, opens policies, posts premiums."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from fastapi import FastAPI, Query
+from faststream.kafka.annotations import KafkaMessage
+
+from services.coverage import domain, service, store
+from services.coverage.settings import CoverageSettings
+from shared import topics
+from shared.consumer import BatchConsumer
+from shared.events import Event, PolicyActivated, PremiumPosted, WorkerEnrolled
+from shared.service import (
+    Resources,
+    ServiceSpec,
+    batch_subscriber,
+    health_router,
+    new_broker,
+    running,
+)
+
+SPEC = ServiceSpec("coverage", Path(__file__).with_name("migrations"))
+
+
+def create_app(resources: Resources) -> FastAPI:
+    settings = resources.settings
+    assert isinstance(settings, CoverageSettings)
+    pool = resources.pool
+    timezone = ZoneInfo(settings.timezone)
+
+    def today() -> date:
+        return datetime.now(timezone).date()
+
+    async def handle_enrolled(conn: asyncpg.Connection, batch: list[WorkerEnrolled]) -> list[Event]:
+        return await service.activate(conn, batch, today())
+
+    consume_enrolled = BatchConsumer(
+        pool,
+        "coverage.worker-enrolled",
+        WorkerEnrolled,
+        handle_enrolled,
+        topic_prefix=settings.topic_prefix,
+    )
+    broker = new_broker(settings, SPEC)
+
+    @batch_subscriber(
+        broker,
+        resources,
+        topics.WORKER_ENROLLED,
+        "worker-enrolled",
+        description="Each enrolled worker gets an active JKK + JKM policy under the funding "
+        "agreement in force and the first month's premium posted.",
+    )
+    async def on_worker_enrolled(message: KafkaMessage) -> None:
+        await consume_enrolled(message.raw_message)  # type: ignore[arg-type]
+
+    for event_type in (PolicyActivated, PremiumPosted):
+        broker.publisher(
+            settings.topic_prefix + event_type.TOPIC,
+            schema=event_type,
+            description=event_type.__doc__,
+        )
+
+    app = FastAPI(
+        title="Perisai coverage",
+        version="1",
+        summary="Policies and the premium ledger of city-funded JKK + JKM cover.",
+        lifespan=lambda _: running(resources, broker),
+    )
+    app.include_router(health_router(resources, broker))
+    app.state.broker = broker  # the AsyncAPI generator reads it
+
+    @app.get("/v1/summary")
+    async def summary(
+        period: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    ) -> dict[str, object]:
+        """Policies by status and the premium due for a month (default: this month)."""
+        month = date.fromisoformat(f"{period}-01") if period else domain.month_of(today())
+        async with pool.acquire() as conn:
+            return await store.counts(conn, month)
+
+    return app

@@ -1,0 +1,144 @@
+"""Notifications' process: consumes WorkerEnrolled (contacts) and PolicyActivated
+(policies), queues confirmations, and runs the delivery loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+from fastapi import FastAPI
+from faststream.kafka.annotations import KafkaMessage
+
+from services.notifications import service, store
+from services.notifications.channels import SmsGateway, SmtpMailer
+from services.notifications.domain import RetryPolicy
+from services.notifications.sender import DeliverySender
+from services.notifications.settings import NotificationSettings
+from shared import topics
+from shared.consumer import BatchConsumer
+from shared.events import (
+    Event,
+    NotificationFailed,
+    NotificationSent,
+    PolicyActivated,
+    WorkerEnrolled,
+)
+from shared.service import (
+    Resources,
+    ServiceSpec,
+    batch_subscriber,
+    health_router,
+    new_broker,
+    running,
+)
+
+SPEC = ServiceSpec("notifications", Path(__file__).with_name("migrations"))
+
+
+def create_app(resources: Resources) -> FastAPI:
+    settings = resources.settings
+    assert isinstance(settings, NotificationSettings)
+    pool = resources.pool
+    help_line = settings.help_line
+
+    sms = SmsGateway(settings.sms_gateway_url, settings.sms_sender_id, settings.send_timeout_s)
+    mailer = SmtpMailer(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.email_from,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_username,
+        password=settings.smtp_password,
+        timeout_s=settings.send_timeout_s,
+    )
+    sender = DeliverySender(
+        pool,
+        {"sms": sms.send, "email": mailer.send},
+        RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s),
+        concurrency=settings.send_concurrency,
+        batch_size=settings.send_batch_size,
+        lease_s=settings.send_lease_s,
+    )
+
+    async def handle_enrolled(conn: asyncpg.Connection, batch: list[WorkerEnrolled]) -> list[Event]:
+        await service.contacts_received(conn, batch, help_line)
+        return []
+
+    async def handle_activated(
+        conn: asyncpg.Connection, batch: list[PolicyActivated]
+    ) -> list[Event]:
+        await service.policies_received(conn, batch, help_line)
+        return []
+
+    prefix = settings.topic_prefix
+    consume_enrolled = BatchConsumer(
+        pool, "notifications.worker-enrolled", WorkerEnrolled, handle_enrolled, topic_prefix=prefix
+    )
+    consume_activated = BatchConsumer(
+        pool,
+        "notifications.policy-activated",
+        PolicyActivated,
+        handle_activated,
+        topic_prefix=prefix,
+    )
+    broker = new_broker(settings, SPEC)
+
+    @batch_subscriber(
+        broker,
+        resources,
+        topics.WORKER_ENROLLED,
+        "worker-enrolled",
+        description="Keeps each enrolled worker's name, contact and language.",
+    )
+    async def on_worker_enrolled(message: KafkaMessage) -> None:
+        await consume_enrolled(message.raw_message)  # type: ignore[arg-type]
+        sender.wake()
+
+    @batch_subscriber(
+        broker,
+        resources,
+        topics.POLICY_ACTIVATED,
+        "policy-activated",
+        description="Queues the confirmation SMS (and email) of every activated policy.",
+    )
+    async def on_policy_activated(message: KafkaMessage) -> None:
+        await consume_activated(message.raw_message)  # type: ignore[arg-type]
+        sender.wake()
+
+    for event_type in (NotificationSent, NotificationFailed):
+        broker.publisher(
+            prefix + event_type.TOPIC, schema=event_type, description=event_type.__doc__
+        )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with running(resources, broker):
+            task = asyncio.create_task(sender.run(), name="delivery-sender")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await sms.aclose()
+
+    app = FastAPI(
+        title="Perisai notifications",
+        version="1",
+        summary="Tells every covered worker so, by SMS and email, and tracks each delivery.",
+        lifespan=lifespan,
+    )
+    app.include_router(health_router(resources, broker))
+    app.state.broker = broker  # the AsyncAPI generator reads it
+
+    @app.get("/v1/summary")
+    async def summary() -> dict[str, object]:
+        """Deliveries by channel and status."""
+        async with pool.acquire() as conn:
+            return await store.counts(conn)
+
+    return app

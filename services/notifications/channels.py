@@ -1,0 +1,115 @@
+"""Adapters to the outside: an SMS gateway over HTTP (a generic JSON gateway) and email
+over SMTP. Each turns the provider's answer into a SendResult: ok, transient (retry)
+or permanent (give up with the provider's reason)."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import formatdate
+
+import aiosmtplib
+import httpx
+
+from services.notifications.domain import ClaimedDelivery, SendResult
+
+TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class SmsGateway:
+    """POST {base_url}/v1/messages with an Idempotency-Key: the delivery id, so a send
+    repeated after a crash is recognised by the gateway and not texted twice."""
+
+    def __init__(self, base_url: str, sender_id: str, timeout_s: float = 10.0) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+        )
+        self._sender_id = sender_id
+
+    async def send(self, delivery: ClaimedDelivery) -> SendResult:
+        try:
+            response = await self._client.post(
+                "/v1/messages",
+                json={
+                    "to": delivery.recipient,
+                    "text": delivery.body,
+                    "sender_id": self._sender_id,
+                    "client_ref": str(delivery.delivery_id),
+                },
+                headers={"Idempotency-Key": str(delivery.delivery_id)},
+            )
+        except httpx.HTTPError as error:
+            return SendResult(ok=False, error=f"SMS gateway unreachable: {error!r}")
+        if response.is_success:
+            return SendResult(ok=True, provider_message_id=response.json().get("message_id"))
+        detail = f"SMS gateway answered {response.status_code}: {response.text[:200]}"
+        if response.status_code in TRANSIENT_HTTP:
+            return SendResult(ok=False, error=detail, retry_after_s=_retry_after(response))
+        return SendResult(ok=False, error=detail, permanent=True)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class SmtpMailer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        sender: str,
+        *,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._sender = sender
+        self._starttls = starttls
+        self._username = username
+        self._password = password
+        self._timeout_s = timeout_s
+
+    def compose(self, delivery: ClaimedDelivery) -> EmailMessage:
+        message = EmailMessage()
+        message["From"] = self._sender
+        message["To"] = delivery.recipient
+        message["Subject"] = delivery.subject or ""
+        message["Date"] = formatdate(usegmt=True)
+        # Stable per delivery: a mail server or client can spot a repeated send.
+        message["Message-ID"] = f"<{delivery.delivery_id}@perisai>"
+        message.set_content(delivery.body)
+        return message
+
+    async def send(self, delivery: ClaimedDelivery) -> SendResult:
+        message = self.compose(delivery)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self._host,
+                port=self._port,
+                start_tls=self._starttls,
+                username=self._username,
+                password=self._password,
+                timeout=self._timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            return SendResult(ok=False, error=f"recipient refused: {error}", permanent=True)
+        except aiosmtplib.SMTPResponseException as error:
+            permanent = 500 <= error.code < 600
+            return SendResult(
+                ok=False, error=f"SMTP {error.code}: {error.message}", permanent=permanent
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            return SendResult(ok=False, error=f"SMTP server unreachable: {error!r}")
+        return SendResult(ok=True, provider_message_id=message["Message-ID"])

@@ -1,0 +1,101 @@
+"""The delivery loop: claim due deliveries in batches, send them concurrently through
+their channel, then record every result and its event in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+import structlog
+
+from services.notifications import store
+from services.notifications.domain import (
+    ClaimedDelivery,
+    DeliveryUpdate,
+    RetryPolicy,
+    SendResult,
+    after_send,
+)
+from shared import outbox
+from shared.events import Event
+from shared.faults import crash_point
+
+log = structlog.get_logger(__name__)
+
+Send = Callable[[ClaimedDelivery], Awaitable[SendResult]]
+
+
+class DeliverySender:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channels: dict[str, Send],
+        policy: RetryPolicy,
+        *,
+        concurrency: int = 32,
+        batch_size: int = 200,
+        lease_s: float = 120.0,
+        poll_interval_s: float = 0.5,
+    ) -> None:
+        self._pool = pool
+        self._channels = channels
+        self._policy = policy
+        self._limit = asyncio.Semaphore(concurrency)
+        self._batch_size = batch_size
+        self._lease_s = lease_s
+        self._poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._rng = random.Random()
+
+    def wake(self) -> None:
+        """New deliveries were queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                handled = await self.send_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("delivery round failed", error=repr(error))
+                await asyncio.sleep(1)
+                continue
+            if handled < self._batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                self._wake.clear()
+
+    async def send_batch(self) -> int:
+        async with self._pool.acquire() as conn:
+            claimed = await store.claim_due(conn, self._batch_size, self._lease_s)
+        if not claimed:
+            return 0
+        results = await asyncio.gather(*(self._send(d) for d in claimed))
+        crash_point("notifications_after_send")
+        await self._record(claimed, results)
+        return len(claimed)
+
+    async def _send(self, delivery: ClaimedDelivery) -> SendResult:
+        async with self._limit:
+            try:
+                return await self._channels[delivery.channel](delivery)
+            except Exception as error:  # an adapter bug must not stop the batch
+                return SendResult(ok=False, error=f"sender error: {error!r}")
+
+    async def _record(
+        self, claimed: Sequence[ClaimedDelivery], results: Sequence[SendResult]
+    ) -> None:
+        updates: list[DeliveryUpdate] = []
+        events: list[Event] = []
+        for delivery, result in zip(claimed, results, strict=True):
+            update, event = after_send(delivery, result, self._policy, self._rng)
+            updates.append(update)
+            if event is not None:
+                events.append(event)
+        async with self._pool.acquire() as conn, conn.transaction():
+            await store.record(conn, updates)
+            await outbox.enqueue_events(conn, events)

@@ -1,0 +1,182 @@
+"""All of notifications' SQL. Every function takes a connection and so joins the
+caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from services.notifications.domain import (
+    ClaimedDelivery,
+    Confirmation,
+    DeliveryUpdate,
+    Message,
+)
+from shared.events import PolicyActivated, WorkerEnrolled
+
+_COMPLETE = """RETURNING worker_id, policy_id, full_name, participant_number, nik_masked,
+                         phone_e164, email, language, coverage_start, payer,
+                         correlation_id, policy_event_id"""
+
+
+def _complete(rows: Sequence[asyncpg.Record]) -> list[Confirmation]:
+    return [
+        Confirmation(
+            worker_id=r["worker_id"],
+            policy_id=r["policy_id"],
+            full_name=r["full_name"],
+            participant_number=r["participant_number"],
+            nik_masked=r["nik_masked"],
+            phone_e164=r["phone_e164"],
+            email=r["email"],
+            language=r["language"],
+            coverage_start=r["coverage_start"],
+            payer=r["payer"],
+            correlation_id=r["correlation_id"],
+            causation_id=r["policy_event_id"],
+        )
+        for r in rows
+        if r["full_name"] is not None and r["policy_id"] is not None
+    ]
+
+
+async def add_contacts(
+    conn: asyncpg.Connection, enrolled: Sequence[WorkerEnrolled]
+) -> list[Confirmation]:
+    """Store each worker's contact half; return confirmations now complete."""
+    if not enrolled:
+        return []
+    rows = await conn.fetch(
+        f"""INSERT INTO confirmations (worker_id, full_name, participant_number, nik_masked,
+                                       phone_e164, email, language, correlation_id)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::text[], $8::text[])
+            ON CONFLICT (worker_id) DO UPDATE SET
+                full_name = excluded.full_name,
+                participant_number = excluded.participant_number,
+                nik_masked = excluded.nik_masked,
+                phone_e164 = excluded.phone_e164,
+                email = excluded.email,
+                language = excluded.language,
+                correlation_id = excluded.correlation_id,
+                updated_at = now()
+            {_COMPLETE}""",
+        [e.worker_id for e in enrolled],
+        [e.full_name for e in enrolled],
+        [e.participant_number for e in enrolled],
+        [e.nik_masked for e in enrolled],
+        [e.phone_e164 for e in enrolled],
+        [e.email for e in enrolled],
+        [e.preferred_language for e in enrolled],
+        [e.correlation_id for e in enrolled],
+    )
+    return _complete(rows)
+
+
+async def add_policies(
+    conn: asyncpg.Connection, activated: Sequence[PolicyActivated]
+) -> list[Confirmation]:
+    """Store each worker's policy half; return confirmations now complete."""
+    if not activated:
+        return []
+    rows = await conn.fetch(
+        f"""INSERT INTO confirmations (worker_id, policy_id, coverage_start, payer,
+                                       policy_event_id)
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::text[], $5::uuid[])
+            ON CONFLICT (worker_id) DO UPDATE SET
+                policy_id = excluded.policy_id,
+                coverage_start = excluded.coverage_start,
+                payer = excluded.payer,
+                policy_event_id = excluded.policy_event_id,
+                updated_at = now()
+            {_COMPLETE}""",
+        [e.worker_id for e in activated],
+        [e.policy_id for e in activated],
+        [e.coverage_start for e in activated],
+        [e.payer for e in activated],
+        [e.event_id for e in activated],
+    )
+    return _complete(rows)
+
+
+async def queue(conn: asyncpg.Connection, messages: Sequence[Message]) -> int:
+    """Queue messages for sending; one already queued (same delivery id) is skipped."""
+    if not messages:
+        return 0
+    rows = await conn.fetch(
+        """INSERT INTO deliveries (delivery_id, worker_id, channel, template, recipient,
+                                   subject, body, correlation_id, causation_id)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                                $6::text[], $7::text[], $8::text[], $9::uuid[])
+           ON CONFLICT (delivery_id) DO NOTHING
+           RETURNING delivery_id""",
+        [m.delivery_id for m in messages],
+        [m.worker_id for m in messages],
+        [m.channel for m in messages],
+        [m.template for m in messages],
+        [m.recipient for m in messages],
+        [m.subject for m in messages],
+        [m.body for m in messages],
+        [m.correlation_id for m in messages],
+        [m.causation_id for m in messages],
+    )
+    return len(rows)
+
+
+async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[ClaimedDelivery]:
+    """Take up to ``limit`` deliveries that are due, or whose sender died holding them
+    (lease expired), and lease them to this process."""
+    rows = await conn.fetch(
+        """WITH due AS (
+               SELECT delivery_id FROM deliveries
+               WHERE (status IN ('queued', 'retrying') AND next_attempt_at <= now())
+                  OR (status = 'sending' AND lease_until < now())
+               ORDER BY next_attempt_at
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+           UPDATE deliveries d
+           SET status = 'sending', attempts = d.attempts + 1,
+               lease_until = now() + make_interval(secs => $2)
+           FROM due WHERE d.delivery_id = due.delivery_id
+           RETURNING d.delivery_id, d.worker_id, d.channel, d.template, d.recipient,
+                     d.subject, d.body, d.attempts, d.correlation_id, d.causation_id""",
+        limit,
+        lease_s,
+    )
+    return [ClaimedDelivery(**row) for row in rows]
+
+
+async def record(conn: asyncpg.Connection, updates: Sequence[DeliveryUpdate]) -> None:
+    if not updates:
+        return
+    await conn.execute(
+        """UPDATE deliveries d
+           SET status = u.status,
+               provider_message_id = coalesce(u.provider_id, d.provider_message_id),
+               last_error = u.error,
+               next_attempt_at = now() + make_interval(secs => u.retry_in),
+               lease_until = NULL,
+               sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE d.sent_at END
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[])
+                AS u(id, status, provider_id, error, retry_in)
+           WHERE d.delivery_id = u.id AND d.status = 'sending'""",
+        [u.delivery_id for u in updates],
+        [u.status for u in updates],
+        [u.provider_message_id for u in updates],
+        [u.error for u in updates],
+        [u.retry_in_s for u in updates],
+    )
+
+
+async def counts(conn: asyncpg.Connection) -> dict[str, object]:
+    rows = await conn.fetch(
+        "SELECT channel, status, count(*) AS n FROM deliveries GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    by_channel: dict[str, dict[str, int]] = {}
+    for row in rows:
+        by_channel.setdefault(row["channel"], {})[row["status"]] = row["n"]
+    waiting = await conn.fetchval(
+        "SELECT count(*) FROM confirmations WHERE full_name IS NULL OR policy_id IS NULL"
+    )
+    return {"deliveries": by_channel, "confirmations_waiting_for_other_half": waiting}

@@ -1,0 +1,2 @@
+"""Registration: accepts enrolments, validates them, stores workers, and emits
+WorkerEnrolled or EnrolmentRejected."""

@@ -1,0 +1,215 @@
+"""Registration's process: the HTTP API and the upstream-topic consumer, both feeding
+the same enrolment use case."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import stamina
+from fastapi import FastAPI, Header, HTTPException, Response
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.registration import service, store
+from services.registration.domain import (
+    AgeRule,
+    Enrolled,
+    EnrolmentCommand,
+    Outcome,
+    is_valid_participant_number,
+    mask_nik,
+)
+from services.registration.settings import RegistrationSettings
+from shared import outbox, topics
+from shared.consumer import BatchConsumer
+from shared.events import (
+    EnrolmentRejected,
+    EnrolmentRequested,
+    Event,
+    RejectionReason,
+    RequestedWorker,
+    WorkerEnrolled,
+)
+from shared.service import (
+    Resources,
+    ServiceSpec,
+    batch_subscriber,
+    health_router,
+    new_broker,
+    running,
+)
+
+SPEC = ServiceSpec("registration", Path(__file__).with_name("migrations"))
+
+RACE_ERRORS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
+
+
+class EnrolmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=128, description="Idempotency key.")
+    worker: RequestedWorker
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enrolments: list[EnrolmentIn] = Field(min_length=1)
+
+
+class ResultOut(BaseModel):
+    request_id: str
+    outcome: Literal["enrolled", "rejected"]
+    worker_id: UUID | None = None
+    participant_number: str | None = None
+    reasons: list[RejectionReason] = []
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> ResultOut:
+        if isinstance(outcome, Enrolled):
+            return cls(
+                request_id=outcome.request_id,
+                outcome="enrolled",
+                worker_id=outcome.worker_id,
+                participant_number=outcome.participant_number,
+            )
+        return cls(request_id=outcome.request_id, outcome="rejected", reasons=list(outcome.reasons))
+
+
+class BatchOut(BaseModel):
+    results: list[ResultOut]
+
+
+class WorkerOut(BaseModel):
+    worker_id: UUID
+    participant_number: str
+    nik_masked: str
+    full_name: str
+    kecamatan_code: str
+    kelurahan: str
+    occupation: str
+    enrolled_on: date
+
+
+def create_app(resources: Resources) -> FastAPI:
+    settings = resources.settings
+    assert isinstance(settings, RegistrationSettings)
+    pool = resources.pool
+    ages = AgeRule(settings.min_age, settings.max_age_exclusive)
+    timezone = ZoneInfo(settings.timezone)
+
+    def today() -> date:
+        return datetime.now(timezone).date()
+
+    async def handle_requested(
+        conn: asyncpg.Connection, batch: list[EnrolmentRequested]
+    ) -> list[Event]:
+        commands = [
+            EnrolmentCommand(e.request_id, e.source, e.worker, e.correlation_id, e.event_id)
+            for e in batch
+        ]
+        _, events = await service.enrol(conn, commands, today(), ages)
+        return events
+
+    consume_requested = BatchConsumer(
+        pool,
+        "registration.enrolment-requested",
+        EnrolmentRequested,
+        handle_requested,
+        topic_prefix=settings.topic_prefix,
+    )
+
+    broker = new_broker(settings, SPEC)
+
+    @batch_subscriber(
+        broker,
+        resources,
+        topics.ENROLMENT_REQUESTED,
+        "enrolment-requested",
+        description="Enrolment requests from upstream systems; each ends as exactly one "
+        "WorkerEnrolled or EnrolmentRejected. Unreadable messages go to the .dlq topic.",
+    )
+    async def on_enrolment_requested(message: KafkaMessage) -> None:
+        await consume_requested(message.raw_message)  # type: ignore[arg-type]
+
+    for event_type in (WorkerEnrolled, EnrolmentRejected):
+        broker.publisher(
+            settings.topic_prefix + event_type.TOPIC,
+            schema=event_type,
+            description=event_type.__doc__,
+        )
+
+    async def enrol(commands: list[EnrolmentCommand]) -> list[Outcome]:
+        # A concurrent request with the same idempotency key or NIK can make the
+        # transaction fail on a unique index; the retry then sees the winner's answer.
+        async for attempt in stamina.retry_context(on=RACE_ERRORS, attempts=3, timeout=10):
+            with attempt:
+                async with pool.acquire() as conn, conn.transaction():
+                    outcomes, events = await service.enrol(conn, commands, today(), ages)
+                    await outbox.enqueue_events(conn, events)
+        return outcomes
+
+    app = FastAPI(
+        title="Perisai registration",
+        version="1",
+        summary="Enrol informal workers of Kota Pasuruan in JKK + JKM cover.",
+        lifespan=lambda _: running(resources, broker),
+    )
+    app.include_router(health_router(resources, broker))
+    app.state.broker = broker  # the AsyncAPI generator reads it
+
+    @app.post(
+        "/v1/enrolments",
+        status_code=201,
+        responses={422: {"model": ResultOut, "description": "Rejected, with every reason"}},
+    )
+    async def enrol_one(
+        worker: RequestedWorker,
+        response: Response,
+        idempotency_key: Annotated[str, Header(min_length=1, max_length=128)],
+        x_correlation_id: Annotated[str | None, Header(max_length=128)] = None,
+    ) -> ResultOut:
+        """Enrol one worker. Sending the same Idempotency-Key again returns the same
+        answer and creates nothing."""
+        command = EnrolmentCommand(
+            idempotency_key, "api", worker, x_correlation_id or idempotency_key
+        )
+        [outcome] = await enrol([command])
+        if not isinstance(outcome, Enrolled):
+            response.status_code = 422
+        return ResultOut.of(outcome)
+
+    @app.post("/v1/enrolments/batch")
+    async def enrol_batch(body: BatchIn) -> BatchOut:
+        """Enrol many workers in one transaction; one result per request, in order."""
+        if len(body.enrolments) > settings.max_batch_requests:
+            raise HTTPException(413, f"at most {settings.max_batch_requests} enrolments per batch")
+        commands = [
+            EnrolmentCommand(e.request_id, "bulk", e.worker, e.request_id) for e in body.enrolments
+        ]
+        return BatchOut(results=[ResultOut.of(o) for o in await enrol(commands)])
+
+    @app.get("/v1/workers/{participant_number}")
+    async def get_worker(participant_number: str) -> WorkerOut:
+        if not is_valid_participant_number(participant_number):
+            raise HTTPException(422, "not a valid 11-digit participant number")
+        async with pool.acquire() as conn:
+            row = await store.worker_summary(conn, participant_number)
+        if row is None:
+            raise HTTPException(404, "no worker with this participant number")
+        return WorkerOut(
+            **{k: v for k, v in row.items() if k != "nik"}, nik_masked=mask_nik(row["nik"])
+        )
+
+    @app.get("/v1/summary")
+    async def summary() -> dict[str, object]:
+        """Enrolled and rejected counts, rejections by reason."""
+        async with pool.acquire() as conn:
+            return await store.counts(conn)
+
+    return app

@@ -1,0 +1,368 @@
+"""Registration rules: pure decisions, no I/O.
+
+Each rule names its source strength from the domain reference (docs: domain.md,
+section 3). Validation returns every reason a request fails, not just the first, so a
+clerk can fix a row in one go.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+from services.registration.codes import (
+    KABUPATEN_PASURUAN,
+    KOTA_PASURUAN_KECAMATAN,
+    MINIMUM_DECLARED_INCOME,
+    OCCUPATIONS,
+)
+from shared.events import (
+    EnrolmentRejected,
+    Event,
+    RejectionReason,
+    RequestedWorker,
+    WorkerEnrolled,
+    derive_event_id,
+)
+
+NIK_LENGTH = 16
+"""NIK: province(2) regency(2) kecamatan(2) DDMMYY serial(4). [firm]"""
+FEMALE_DAY_OFFSET = 40
+"""Women's NIKs add 40 to the day of birth. [firm]"""
+PARTICIPANT_NUMBER_BASE_DIGITS = 10
+"""Participant number: 10 digits from a sequence + 1 Luhn check digit = 11. [decision]"""
+
+_DIGITS = re.compile(r"^\d+$")
+
+
+@dataclass(frozen=True)
+class AgeRule:
+    """Age at enrolment must satisfy minimum <= age < maximum_exclusive. [decision]"""
+
+    minimum: int = 15
+    maximum_exclusive: int = 65
+
+
+DEFAULT_AGE_RULE = AgeRule()
+
+
+@dataclass(frozen=True)
+class EnrolmentCommand:
+    """One enrolment to decide, from any intake channel."""
+
+    request_id: str
+    source: str
+    worker: RequestedWorker
+    correlation_id: str
+    causation_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class ValidWorker:
+    """A request that passed every rule, normalised for storage."""
+
+    worker_id: uuid.UUID
+    nik: str
+    phone_e164: str
+    email: str | None
+    request: RequestedWorker
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    request_id: str
+    worker_id: uuid.UUID
+    participant_number: str
+    outcome: str = "enrolled"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    request_id: str
+    reasons: tuple[RejectionReason, ...]
+    outcome: str = "rejected"
+
+
+Outcome = Enrolled | Rejected
+
+
+def reason(code: str, field_name: str | None, message: str) -> RejectionReason:
+    return RejectionReason(code=code, field=field_name, message=message)
+
+
+def mask_nik(nik: str) -> str:
+    """All but the last 4 digits masked. [decision] The full NIK never leaves
+    registration."""
+    return "*" * (len(nik) - 4) + nik[-4:]
+
+
+def luhn_check_digit(digits: str) -> str:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 0:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return str((10 - total % 10) % 10)
+
+
+def is_valid_participant_number(number: str) -> bool:
+    return (
+        len(number) == PARTICIPANT_NUMBER_BASE_DIGITS + 1
+        and number.isdigit()
+        and luhn_check_digit(number[:-1]) == number[-1]
+    )
+
+
+def participant_number(sequence_value: int) -> str:
+    """The 11-digit participant number for a sequence value: 10 digits + check digit."""
+    base = f"{sequence_value:0{PARTICIPANT_NUMBER_BASE_DIGITS}d}"
+    if len(base) != PARTICIPANT_NUMBER_BASE_DIGITS:
+        raise ValueError(f"participant number sequence exhausted at {sequence_value}")
+    return base + luhn_check_digit(base)
+
+
+def age_on(birth_date: date, today: date) -> int:
+    had_birthday = (today.month, today.day) >= (birth_date.month, birth_date.day)
+    return today.year - birth_date.year - (0 if had_birthday else 1)
+
+
+def _nik_date(nik: str) -> tuple[int, int, int]:
+    return int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
+
+
+def validate_nik(nik: str, birth_date: date, gender: str) -> list[RejectionReason]:
+    """NIK structure and agreement with the birth date and gender given. The NIK's
+    region prefix is where the person was first registered, so it is not checked
+    against the domicile. [firm]"""
+    if len(nik) != NIK_LENGTH or not _DIGITS.match(nik):
+        return [reason("NIK_FORMAT", "nik", f"NIK must be exactly {NIK_LENGTH} digits")]
+    reasons = []
+    if nik[0:2] == "00" or nik[2:4] == "00" or nik[4:6] == "00":
+        reasons.append(reason("NIK_REGION", "nik", "NIK region codes cannot be 00"))
+    day, month, year = _nik_date(nik)
+    female = day > FEMALE_DAY_OFFSET
+    real_day = day - FEMALE_DAY_OFFSET if female else day
+    try:
+        date(2000 + year, month, real_day)  # century does not matter except 29 Feb
+    except ValueError:
+        try:
+            date(1900 + year, month, real_day)
+        except ValueError:
+            return [
+                *reasons,
+                reason("NIK_BIRTHDATE_INVALID", "nik", "NIK digits 7-12 are not a date"),
+            ]
+    if (real_day, month, year) != (birth_date.day, birth_date.month, birth_date.year % 100):
+        reasons.append(
+            reason(
+                "NIK_BIRTHDATE_MISMATCH",
+                "birth_date",
+                "birth date does not match the date in the NIK (digits 7-12)",
+            )
+        )
+    if ("F" if female else "M") != gender:
+        reasons.append(
+            reason(
+                "NIK_GENDER_MISMATCH",
+                "gender",
+                "gender does not match the NIK (women's NIKs add 40 to the day)",
+            )
+        )
+    if nik[12:] == "0000":
+        reasons.append(reason("NIK_SERIAL", "nik", "NIK serial (last 4 digits) cannot be 0000"))
+    return reasons
+
+
+def validate_domicile(kecamatan_code: str) -> list[RejectionReason]:
+    """Domicile comes from the address, never from the NIK prefix. [firm]"""
+    if kecamatan_code in KOTA_PASURUAN_KECAMATAN:
+        return []
+    if kecamatan_code.startswith(KABUPATEN_PASURUAN + "."):
+        return [
+            reason(
+                "DOMICILE_KABUPATEN_PASURUAN",
+                "kecamatan_code",
+                f"{kecamatan_code} is in Kabupaten Pasuruan (35.14), a different "
+                "government; only Kota Pasuruan (35.75) residents are covered",
+            )
+        ]
+    return [
+        reason(
+            "DOMICILE_OUTSIDE_CITY",
+            "kecamatan_code",
+            f"{kecamatan_code} is not a kecamatan of Kota Pasuruan "
+            f"({', '.join(KOTA_PASURUAN_KECAMATAN)})",
+        )
+    ]
+
+
+def normalise_phone(phone: str) -> str | None:
+    """E.164 of an Indonesian mobile number written 08.., 628.. or +628..; else None."""
+    text = re.sub(r"[\s\-().]", "", phone)
+    if text.startswith("62"):
+        text = "+" + text
+    try:
+        number = phonenumbers.parse(text, "ID")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number) or number.country_code != 62:
+        return None
+    if phonenumbers.number_type(number) != phonenumbers.PhoneNumberType.MOBILE:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(email: str | None) -> tuple[str | None, list[RejectionReason]]:
+    if email is None or not email.strip():
+        return None, []
+    try:
+        result = validate_email(email.strip(), check_deliverability=False)
+    except EmailNotValidError as error:
+        return None, [reason("EMAIL_INVALID", "email", str(error))]
+    return result.normalized, []
+
+
+def validate(
+    request: RequestedWorker, today: date, ages: AgeRule = DEFAULT_AGE_RULE
+) -> ValidWorker | list[RejectionReason]:
+    reasons: list[RejectionReason] = []
+    if not request.full_name.strip():
+        reasons.append(reason("NAME_INVALID", "full_name", "name is empty"))
+    nik = request.nik.strip()
+    reasons += validate_nik(nik, request.birth_date, request.gender)
+    reasons += validate_domicile(request.kecamatan_code.strip())
+    age = age_on(request.birth_date, today)
+    if not ages.minimum <= age < ages.maximum_exclusive:
+        reasons.append(
+            reason(
+                "AGE_OUT_OF_RANGE",
+                "birth_date",
+                f"age {age} is outside {ages.minimum} <= age < {ages.maximum_exclusive}",
+            )
+        )
+    phone = normalise_phone(request.phone)
+    if phone is None:
+        reasons.append(
+            reason("PHONE_INVALID", "phone", "not an Indonesian mobile number (08.., +628..)")
+        )
+    email, email_reasons = normalise_email(request.email)
+    reasons += email_reasons
+    if request.occupation not in OCCUPATIONS:
+        reasons.append(
+            reason("OCCUPATION_UNKNOWN", "occupation", f"unknown code {request.occupation!r}")
+        )
+    if request.declared_income < MINIMUM_DECLARED_INCOME:
+        reasons.append(
+            reason(
+                "INCOME_BELOW_MINIMUM",
+                "declared_income",
+                f"declared income must be at least Rp {MINIMUM_DECLARED_INCOME:,}",
+            )
+        )
+    if reasons:
+        return reasons
+    assert phone is not None
+    return ValidWorker(
+        # Random, not derived from the NIK: a hash of a NIK can be reversed by trying
+        # every birth date and serial, and worker ids travel to other services.
+        worker_id=uuid.uuid4(),
+        nik=nik,
+        phone_e164=phone,
+        email=email,
+        request=request,
+    )
+
+
+@dataclass
+class Decision:
+    """What to do with a batch of new requests."""
+
+    to_store: list[tuple[EnrolmentCommand, ValidWorker]] = field(default_factory=list)
+    rejected: list[tuple[EnrolmentCommand, Rejected]] = field(default_factory=list)
+
+
+def decide(
+    commands: Sequence[EnrolmentCommand],
+    enrolled_niks: Mapping[str, str],
+    today: date,
+    ages: AgeRule = DEFAULT_AGE_RULE,
+) -> Decision:
+    """Validate new requests; one membership per NIK: a NIK already enrolled (or
+    claimed earlier in this batch) is a duplicate naming the existing participant."""
+    decision = Decision()
+    claimed: set[str] = set()
+    for command in commands:
+        result = validate(command.worker, today, ages)
+        if isinstance(result, list):
+            decision.rejected.append((command, Rejected(command.request_id, tuple(result))))
+        elif result.nik in enrolled_niks or result.nik in claimed:
+            decision.rejected.append((command, duplicate(command, enrolled_niks.get(result.nik))))
+        else:
+            claimed.add(result.nik)
+            decision.to_store.append((command, result))
+    return decision
+
+
+def duplicate(command: EnrolmentCommand, participant: str | None) -> Rejected:
+    where = f" as participant {participant}" if participant else " by another request"
+    return Rejected(
+        command.request_id,
+        (reason("DUPLICATE_NIK", "nik", f"this NIK is already enrolled{where}"),),
+    )
+
+
+def enrolled_event(
+    command: EnrolmentCommand, worker: ValidWorker, number: str, today: date
+) -> WorkerEnrolled:
+    request = worker.request
+    return WorkerEnrolled(
+        event_id=derive_event_id("worker.enrolled", command.request_id),
+        correlation_id=command.correlation_id,
+        causation_id=command.causation_id,
+        worker_id=worker.worker_id,
+        participant_number=number,
+        request_id=command.request_id,
+        nik_masked=mask_nik(worker.nik),
+        full_name=request.full_name.strip(),
+        gender=request.gender,
+        kecamatan_code=request.kecamatan_code.strip(),
+        kelurahan=request.kelurahan.strip(),
+        occupation=request.occupation,
+        declared_income=request.declared_income,
+        phone_e164=worker.phone_e164,
+        email=worker.email,
+        preferred_language=request.preferred_language,
+        enrolled_on=today,
+    )
+
+
+def rejected_event(command: EnrolmentCommand, rejected: Rejected) -> EnrolmentRejected:
+    nik = command.worker.nik.strip()
+    return EnrolmentRejected(
+        event_id=derive_event_id("enrolment.rejected", command.request_id),
+        correlation_id=command.correlation_id,
+        causation_id=command.causation_id,
+        request_id=command.request_id,
+        source=command.source,  # type: ignore[arg-type]
+        nik_masked=mask_nik(nik) if len(nik) == NIK_LENGTH and nik.isdigit() else None,
+        reasons=rejected.reasons,
+    )
+
+
+def events_for(
+    stored: Iterable[tuple[EnrolmentCommand, ValidWorker, str]],
+    rejected: Iterable[tuple[EnrolmentCommand, Rejected]],
+    today: date,
+) -> list[Event]:
+    events: list[Event] = [enrolled_event(c, w, n, today) for c, w, n in stored]
+    events += [rejected_event(c, r) for c, r in rejected]
+    return events

@@ -1,0 +1,70 @@
+"""The enrolment use case, shared by every intake channel (HTTP, upstream topic):
+answered requests return their recorded outcome; new ones are decided by the domain,
+stored, and their events returned for the caller's outbox, all in the caller's
+transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import asyncpg
+
+from services.registration import domain, store
+from services.registration.domain import (
+    AgeRule,
+    Enrolled,
+    EnrolmentCommand,
+    Outcome,
+    Rejected,
+    ValidWorker,
+)
+from shared.events import Event
+
+
+async def enrol(
+    conn: asyncpg.Connection,
+    commands: Sequence[EnrolmentCommand],
+    today: date,
+    ages: AgeRule = domain.DEFAULT_AGE_RULE,
+) -> tuple[list[Outcome], list[Event]]:
+    """Outcomes in the order of ``commands``, and the events to publish."""
+    unique = list({c.request_id: c for c in reversed(commands)}.values())[::-1]
+    known = await store.answered(conn, [c.request_id for c in unique])
+    new = [c for c in unique if c.request_id not in known]
+    if not new:
+        return [known[c.request_id] for c in commands], []
+
+    enrolled_niks = await store.participants_by_nik(conn, [c.worker.nik.strip() for c in new])
+    decision = domain.decide(new, enrolled_niks, today, ages)
+    sequence = await store.next_participant_sequence(conn, len(decision.to_store))
+    numbered = [
+        (command, worker, domain.participant_number(value))
+        for (command, worker), value in zip(decision.to_store, sequence, strict=True)
+    ]
+    inserted = await store.insert_workers(conn, numbered, today)
+    stored = [entry for entry in numbered if entry[1].nik in inserted]
+    rejected = decision.rejected + await _lost_races(conn, numbered, inserted)
+
+    outcomes: dict[str, Outcome] = dict(known)
+    for command, worker, number in stored:
+        outcomes[command.request_id] = Enrolled(command.request_id, worker.worker_id, number)
+    for command, rejection in rejected:
+        outcomes[command.request_id] = rejection
+    await store.record_outcomes(conn, [(c, outcomes[c.request_id]) for c in new])
+    return [outcomes[c.request_id] for c in commands], domain.events_for(stored, rejected, today)
+
+
+async def _lost_races(
+    conn: asyncpg.Connection,
+    numbered: list[tuple[EnrolmentCommand, ValidWorker, str]],
+    inserted: set[str],
+) -> list[tuple[EnrolmentCommand, Rejected]]:
+    """Requests whose NIK a concurrent transaction enrolled first: duplicates too."""
+    lost = [(command, worker) for command, worker, _ in numbered if worker.nik not in inserted]
+    if not lost:
+        return []
+    winners = await store.participants_by_nik(conn, [worker.nik for _, worker in lost])
+    return [
+        (command, domain.duplicate(command, winners.get(worker.nik))) for command, worker in lost
+    ]

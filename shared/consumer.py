@@ -1,0 +1,161 @@
+"""Batch consumption with the handler shape every consumer follows.
+
+For one batch of Kafka records, in ONE database transaction:
+1. parse each record; one that is not a valid message of the expected schema becomes a
+   dead letter (``<topic>.dlq``, headers say why, from where and when), written to the
+   outbox like any event, so it is neither lost nor allowed to block the partition;
+2. claim every event id in the inbox; ids already claimed are skipped (redelivery);
+3. hand the fresh events to the service's handler, which loads state, decides, saves,
+   and returns the events to publish;
+4. write those events to the outbox.
+The caller acknowledges the Kafka offsets only after this returns, i.e. after the
+commit. A failing transaction is retried with backoff a bounded number of times, then
+the error propagates so the subscriber nacks (re-seeks) the batch: never skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import asyncpg
+import stamina
+import structlog
+from pydantic import ValidationError
+
+from shared import inbox, outbox
+from shared.events import Event, derive_event_id
+from shared.faults import crash_point
+from shared.outbox import OutboxRecord
+from shared.topics import dead_letter_topic
+
+log = structlog.get_logger(__name__)
+
+
+class Record(Protocol):
+    """What we read of an aiokafka ``ConsumerRecord``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+BatchHandler = Callable[[asyncpg.Connection, list[Any]], Awaitable[Sequence[Event]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    received: int
+    handled: int
+    duplicates: int
+    dead_lettered: int
+
+
+def _describe(error: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(map(str, e['loc'])) or '<message>'}: {e['msg']}" for e in error.errors()[:5]
+    ]
+    more = error.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def dead_letter(record: Record, consumer: str, reason: str, topic_prefix: str = "") -> OutboxRecord:
+    """The record as it was, on the dead-letter topic, with its origin and the reason.
+    The outbox holds topic names without the prefix (the relay adds it)."""
+    headers = [
+        *record.headers,
+        ("dlq.reason", reason.encode()),
+        ("dlq.consumer", consumer.encode()),
+        ("dlq.origin.topic", record.topic.encode()),
+        ("dlq.origin.partition", str(record.partition).encode()),
+        ("dlq.origin.offset", str(record.offset).encode()),
+        ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
+    ]
+    return OutboxRecord(
+        topic=dead_letter_topic(record.topic.removeprefix(topic_prefix)),
+        key=record.key,
+        value=record.value or b"",
+        headers=headers,
+        event_id=derive_event_id("dead-letter", record.topic, record.partition, record.offset),
+    )
+
+
+E = TypeVar("E", bound=Event)
+
+
+class BatchConsumer(Generic[E]):
+    """Applies batches of ``model`` events through ``handler`` exactly once in effect."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        name: str,
+        model: type[E],
+        handler: BatchHandler,
+        *,
+        attempts: int = 5,
+        retry_timeout_s: float = 60.0,
+        topic_prefix: str = "",
+    ) -> None:
+        self._topic_prefix = topic_prefix
+        self.name = name
+        self._pool = pool
+        self._model = model
+        self._handler = handler
+        self._attempts = attempts
+        self._retry_timeout_s = retry_timeout_s
+
+    def parse(self, records: Sequence[Record]) -> tuple[list[E], list[OutboxRecord]]:
+        events: dict[Any, E] = {}
+        dead: list[OutboxRecord] = []
+        for record in records:
+            if not record.value:
+                dead.append(
+                    dead_letter(record, self.name, "empty message value", self._topic_prefix)
+                )
+                continue
+            try:
+                event = self._model.model_validate_json(record.value)
+            except ValidationError as error:
+                dead.append(dead_letter(record, self.name, _describe(error), self._topic_prefix))
+                continue
+            events.setdefault(event.event_id, event)
+        return list(events.values()), dead
+
+    async def __call__(self, records: Sequence[Record]) -> BatchOutcome:
+        events, dead = self.parse(records)
+        async for attempt in stamina.retry_context(
+            on=Exception,
+            attempts=self._attempts,
+            timeout=self._retry_timeout_s,
+            wait_initial=0.2,
+            wait_max=5.0,
+        ):
+            with attempt:
+                outcome = await self._apply(records, events, dead)
+        crash_point(f"{self.name}_after_commit")
+        if outcome.dead_lettered:
+            log.warning("dead-lettered messages", consumer=self.name, count=outcome.dead_lettered)
+        return outcome
+
+    async def _apply(
+        self, records: Sequence[Record], events: list[E], dead: list[OutboxRecord]
+    ) -> BatchOutcome:
+        async with self._pool.acquire() as conn, conn.transaction():
+            ids = [e.event_id for e in events] + [d.event_id for d in dead]
+            fresh_ids = await inbox.claim(conn, self.name, ids)
+            fresh = [e for e in events if e.event_id in fresh_ids]
+            fresh_dead = [d for d in dead if d.event_id in fresh_ids]
+            produced = await self._handler(conn, fresh) if fresh else ()
+            await outbox.enqueue(conn, [*fresh_dead, *map(OutboxRecord.of, produced)])
+        return BatchOutcome(
+            received=len(records),
+            handled=len(fresh),
+            duplicates=len(events) - len(fresh),
+            dead_lettered=len(fresh_dead),
+        )

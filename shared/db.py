@@ -1,0 +1,45 @@
+"""The asyncpg pool, scoped to one service's schema, with a clear error when the
+database cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from shared.errors import StartupError
+
+
+def describe_dsn(dsn: str) -> str:
+    """user@host:port/database, without the password, for error messages."""
+    parts = urlsplit(dsn)
+    return f"{parts.username or ''}@{parts.hostname or ''}:{parts.port or 5432}{parts.path}"
+
+
+async def create_pool(
+    dsn: str,
+    schema: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    connect_timeout: float = 15.0,
+) -> asyncpg.Pool:
+    """A pool whose connections resolve unqualified names in ``schema`` first, so each
+    service's SQL addresses its own tables without repeating the schema name."""
+    try:
+        pool = await asyncio.wait_for(
+            asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                server_settings={"search_path": f"{schema},public", "timezone": "UTC"},
+            ),
+            timeout=connect_timeout,
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+        reason = str(error) or type(error).__name__
+        where = describe_dsn(dsn)
+        raise StartupError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
+    assert pool is not None
+    return pool

@@ -1,0 +1,325 @@
+"""The message contract: every event that crosses a topic, as a frozen Pydantic model.
+
+Each event is a flat model on a common envelope (``event_id``, ``event_type``,
+``schema_version``, ``occurred_at``, ``correlation_id``, ``causation_id``). Unknown
+fields are rejected, so a producer that drifts from the contract is caught at the
+first consumer instead of silently losing data. Money is whole Rupiah (``int``).
+
+Versioning: ``schema_version`` is the major version of one event type and matches the
+``.vN`` suffix of its topic. Additive, optional fields keep the version; anything else
+is a new version on a new topic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from shared import topics
+
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d7f3e-5b7a-4c3e-9a51-2f1e0c9b7d42")
+"""Namespace for deterministic event ids: the same cause always yields the same id, so
+a replayed or re-derived event is recognised downstream as the one already seen."""
+
+
+def derive_event_id(event_type: str, *cause: object) -> uuid.UUID:
+    """A stable event id from the event type and what caused it (aggregate id, version...)."""
+    return uuid.uuid5(EVENT_ID_NAMESPACE, ":".join([event_type, *map(str, cause)]))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+ParticipantNumber = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{11}$"),
+    Field(
+        description="The 11-digit participant number Perisai issues; the last digit is a "
+        "Luhn check digit.",
+        examples=["00000000018"],
+    ),
+]
+MaskedNik = Annotated[
+    str,
+    StringConstraints(pattern=r"^\*{12}\d{4}$"),
+    Field(
+        description="The worker's NIK with all but the last 4 digits masked. The full NIK "
+        "never leaves the registration service.",
+        examples=["************0001"],
+    ),
+]
+Rupiah = Annotated[int, Field(ge=0, description="An amount in whole Indonesian Rupiah.")]
+Programme = Literal["JKK", "JKM"]
+Channel = Literal["sms", "email"]
+Language = Literal["id", "en"]
+
+
+class Event(BaseModel):
+    """The envelope every event carries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    TOPIC: ClassVar[str]
+    KEY_FIELD: ClassVar[str]
+    """Field whose value is the partition key: one worker's (or request's) events stay in
+    order on one partition."""
+
+    event_id: uuid.UUID = Field(
+        description="Unique id of this event; consumers deduplicate on it. Derived "
+        "deterministically from the event's cause where one exists.",
+        examples=["1b4e28ba-2fa1-11d2-883f-0016d3cca427"],
+    )
+    occurred_at: AwareDatetime = Field(
+        default_factory=utc_now,
+        description="When the fact happened, with a timezone (UTC on the wire).",
+        examples=["2026-11-30T12:00:00Z"],
+    )
+    correlation_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Follows one enrolment from its first request through every event it "
+        "causes, across services.",
+        examples=["req-2026-11-30-000001"],
+    )
+    causation_id: uuid.UUID | None = Field(
+        default=None,
+        description="event_id of the event that caused this one, if any.",
+    )
+
+    def kafka_key(self) -> bytes:
+        return str(getattr(self, self.KEY_FIELD)).encode()
+
+    def kafka_headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("content-type", b"application/json"),
+            ("event_type", self.event_type.encode()),  # type: ignore[attr-defined]
+            ("schema_version", str(self.schema_version).encode()),  # type: ignore[attr-defined]
+            ("correlation_id", self.correlation_id.encode()),
+        ]
+
+
+class RequestedWorker(BaseModel):
+    """The facts about a person that an enrolment request carries (before validation)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nik: str = Field(
+        min_length=1,
+        max_length=32,
+        description="Nomor Induk Kependudukan, 16 digits. Validated by registration; "
+        "a malformed NIK yields an EnrolmentRejected with reason NIK_FORMAT.",
+        examples=["3575014101900001"],
+    )
+    full_name: str = Field(
+        min_length=1, max_length=200, description="Name as on the KTP.", examples=["Siti Aminah"]
+    )
+    birth_date: date = Field(description="Date of birth.", examples=["1990-01-01"])
+    gender: Literal["M", "F"] = Field(description="M or F, as on the KTP (the NIK encodes it).")
+    address: str = Field(
+        min_length=1,
+        max_length=300,
+        description="Street address of the domicile.",
+        examples=["Jl. Soekarno Hatta 12"],
+    )
+    kelurahan: str = Field(
+        min_length=1, max_length=100, description="Kelurahan (village) of the domicile."
+    )
+    kecamatan_code: str = Field(
+        min_length=1,
+        max_length=16,
+        description="Kemendagri code of the domicile's kecamatan, e.g. 35.75.01 "
+        "(Gadingrejo, Kota Pasuruan).",
+        examples=["35.75.01"],
+    )
+    phone: str = Field(
+        min_length=1,
+        max_length=32,
+        description="Indonesian mobile number as given: 08.., 628.. or +628..",
+        examples=["081234567890"],
+    )
+    email: str | None = Field(default=None, max_length=254, description="Optional email.")
+    occupation: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Occupation code, e.g. pedagang, pemilik_warung_kopi, marbot_masjid, "
+        "tukang_kayu, buruh_tani.",
+        examples=["pedagang"],
+    )
+    declared_income: Rupiah = Field(
+        default=1_000_000,
+        description="Declared monthly income in Rupiah; the JKK premium is 1% of it.",
+    )
+    preferred_language: Language = Field(
+        default="id", description="Language of messages to the worker (Bahasa Indonesia first)."
+    )
+
+
+class EnrolmentRequested(Event):
+    """An upstream system asks registration to enrol one worker."""
+
+    TOPIC: ClassVar[str] = topics.ENROLMENT_REQUESTED
+    KEY_FIELD: ClassVar[str] = "request_id"
+
+    event_type: Literal["enrolment.requested"] = "enrolment.requested"
+    schema_version: Literal[1] = 1
+    request_id: str = Field(
+        min_length=1,
+        max_length=128,
+        description="The requester's idempotency key: sending the same request_id again "
+        "gives the same outcome and creates nothing new.",
+        examples=["dinsos-2026-000123"],
+    )
+    source: Literal["api", "upstream", "bulk"] = Field(
+        default="upstream", description="Which intake channel the request came through."
+    )
+    worker: RequestedWorker = Field(description="The person to enrol.")
+
+
+class WorkerEnrolled(Event):
+    """Registration accepted a worker: stored, numbered, ready for coverage."""
+
+    TOPIC: ClassVar[str] = topics.WORKER_ENROLLED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["worker.enrolled"] = "worker.enrolled"
+    schema_version: Literal[1] = 1
+    worker_id: uuid.UUID = Field(description="Perisai's id of the worker.")
+    participant_number: ParticipantNumber
+    request_id: str = Field(max_length=128, description="The request this answers.")
+    nik_masked: MaskedNik
+    full_name: str = Field(max_length=200, description="Name as on the KTP.")
+    gender: Literal["M", "F"] = Field(description="M or F.")
+    kecamatan_code: str = Field(description="Domicile kecamatan code.", examples=["35.75.01"])
+    kelurahan: str = Field(description="Domicile kelurahan.")
+    occupation: str = Field(description="Occupation code.", examples=["pedagang"])
+    declared_income: Rupiah = Field(description="Declared monthly income.")
+    phone_e164: str = Field(
+        pattern=r"^\+628\d{7,11}$",
+        description="Mobile number, E.164.",
+        examples=["+6281234567890"],
+    )
+    email: str | None = Field(default=None, description="Email address, if given.")
+    preferred_language: Language = Field(default="id", description="Message language.")
+    enrolled_on: date = Field(description="Date the enrolment was accepted (WIB).")
+
+
+class RejectionReason(BaseModel):
+    """One reason an enrolment was refused, precise enough for a clerk to act on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(description="Stable reason code.", examples=["NIK_FORMAT"])
+    field: str | None = Field(description="The request field at fault, if one.", examples=["nik"])
+    message: str = Field(description="Human-readable explanation (English).")
+
+
+class EnrolmentRejected(Event):
+    """Registration refused an enrolment request, with every reason found."""
+
+    TOPIC: ClassVar[str] = topics.ENROLMENT_REJECTED
+    KEY_FIELD: ClassVar[str] = "request_id"
+
+    event_type: Literal["enrolment.rejected"] = "enrolment.rejected"
+    schema_version: Literal[1] = 1
+    request_id: str = Field(max_length=128, description="The request this answers.")
+    source: Literal["api", "upstream", "bulk"] = Field(description="Intake channel.")
+    nik_masked: str | None = Field(
+        default=None, description="Masked NIK when the request had a 16-digit one."
+    )
+    reasons: tuple[RejectionReason, ...] = Field(
+        min_length=1, description="Every rule the request broke."
+    )
+
+
+class PolicyActivated(Event):
+    """Coverage opened an active JKK + JKM policy for a worker under a funding agreement."""
+
+    TOPIC: ClassVar[str] = topics.POLICY_ACTIVATED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["policy.activated"] = "policy.activated"
+    schema_version: Literal[1] = 1
+    policy_id: uuid.UUID = Field(description="The policy.")
+    worker_id: uuid.UUID = Field(description="The insured worker.")
+    participant_number: ParticipantNumber
+    agreement_code: str = Field(
+        description="Funding agreement the policy runs under.",
+        examples=["KOTA-PASURUAN-DBHCHT"],
+    )
+    payer: str = Field(description="Who pays the premium.", examples=["Pemerintah Kota Pasuruan"])
+    funding_source: str = Field(description="Budget line.", examples=["DBHCHT"])
+    programmes: tuple[Programme, ...] = Field(description="Programmes covered.")
+    coverage_start: date = Field(description="First day of cover.")
+    monthly_premium: Rupiah = Field(description="Premium per month (JKK + JKM).")
+
+
+class PremiumPosted(Event):
+    """A premium was posted to the append-only ledger: the payer owes BPJSTK for a month."""
+
+    TOPIC: ClassVar[str] = topics.PREMIUM_POSTED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["premium.posted"] = "premium.posted"
+    schema_version: Literal[1] = 1
+    entry_id: uuid.UUID = Field(description="Ledger entry id.")
+    policy_id: uuid.UUID = Field(description="The policy billed.")
+    worker_id: uuid.UUID = Field(description="The insured worker.")
+    period: str = Field(
+        pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Month billed.", examples=["2026-11"]
+    )
+    jkk_amount: Rupiah = Field(description="JKK part.")
+    jkm_amount: Rupiah = Field(description="JKM part.")
+    amount: Rupiah = Field(description="Total posted (JKK + JKM).")
+    debit_account: str = Field(description="Account debited (the payer).")
+    credit_account: str = Field(description="Account credited (BPJSTK receivable).")
+
+
+class NotificationSent(Event):
+    """A message to a worker was accepted by the SMS gateway or the mail server."""
+
+    TOPIC: ClassVar[str] = topics.NOTIFICATION_SENT
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["notification.sent"] = "notification.sent"
+    schema_version: Literal[1] = 1
+    delivery_id: uuid.UUID = Field(description="The delivery record; also the idempotency key.")
+    worker_id: uuid.UUID = Field(description="The recipient worker.")
+    channel: Channel = Field(description="sms or email.")
+    template: str = Field(description="Template used.", examples=["policy_activated"])
+    recipient_masked: str = Field(description="Recipient with most characters masked.")
+    provider_message_id: str | None = Field(
+        default=None, description="The provider's id of the message, if it returned one."
+    )
+    attempts: int = Field(ge=1, description="Send attempts it took.")
+
+
+class NotificationFailed(Event):
+    """A message to a worker could not be delivered; operations must look at it."""
+
+    TOPIC: ClassVar[str] = topics.NOTIFICATION_FAILED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["notification.failed"] = "notification.failed"
+    schema_version: Literal[1] = 1
+    delivery_id: uuid.UUID = Field(description="The delivery record.")
+    worker_id: uuid.UUID = Field(description="The recipient worker.")
+    channel: Channel = Field(description="sms or email.")
+    template: str = Field(description="Template used.")
+    reason: str = Field(description="Why it failed (last error).")
+    permanent: bool = Field(description="True when retrying cannot help (e.g. invalid number).")
+    attempts: int = Field(ge=1, description="Send attempts made.")
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    EnrolmentRequested,
+    WorkerEnrolled,
+    EnrolmentRejected,
+    PolicyActivated,
+    PremiumPosted,
+    NotificationSent,
+    NotificationFailed,
+)

@@ -1,0 +1,154 @@
+"""The outbox relay: publishes outbox rows to Kafka in batches, then deletes them.
+
+One round: in a transaction, claim up to ``batch_size`` of the oldest rows with
+``FOR UPDATE SKIP LOCKED``, send them all, wait (bounded) until Kafka acknowledged every
+one, delete them, commit. A crash or a Kafka outage anywhere before the commit leaves
+the rows in place for the next round: a record may be published twice, never lost;
+consumers deduplicate by ``event_id``. The relay wakes on the outbox trigger's NOTIFY
+and also polls, because a LISTEN connection dies silently on a PostgreSQL restart.
+
+The producer is recreated after any failed round: with idempotence on, aiokafka's
+producer can wait forever while the broker is down (aiokafka#1101) or be stuck after
+``OutOfOrderSequenceNumber`` (aiokafka#1017).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from shared.faults import crash_point
+from shared.outbox import decode_headers
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_S = 10.0
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        *,
+        batch_size: int = 2000,
+        poll_interval_s: float = 0.5,
+        send_timeout_s: float = 30.0,
+        topic_prefix: str = "",
+    ) -> None:
+        self._topic_prefix = topic_prefix
+        self._pool = pool
+        self._channel = f"outbox_{schema}"
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._send_timeout_s = send_timeout_s
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    async def run(self) -> None:
+        """Publish until cancelled."""
+        listener = asyncio.create_task(self._listen(), name=f"{self._channel}-listen")
+        backoff = 0.0
+        try:
+            while True:
+                try:
+                    sent = await self.publish_batch()
+                    backoff = 0.0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    backoff = min(MAX_BACKOFF_S, max(0.2, backoff * 2))
+                    log.warning("outbox relay round failed", error=repr(error), retry_in_s=backoff)
+                    await self._discard_producer()
+                    await asyncio.sleep(backoff)
+                    continue
+                if sent < self._batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                    self._wake.clear()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+            await self._discard_producer()
+
+    async def publish_batch(self) -> int:
+        """One round; returns how many records were published."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """SELECT id, topic, key, value, headers::text AS headers
+                   FROM outbox ORDER BY id
+                   LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                self._batch_size,
+            )
+            if not rows:
+                return 0
+            producer = await self._ensure_producer()
+            async with asyncio.timeout(self._send_timeout_s):
+                deliveries = [
+                    await producer.send(
+                        self._topic_prefix + row["topic"],
+                        row["value"],
+                        key=row["key"],
+                        headers=decode_headers(row["headers"]),
+                    )
+                    for row in rows
+                ]
+                await asyncio.gather(*deliveries)
+            crash_point("relay_after_publish")
+            await conn.execute(
+                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._producer_factory()
+            try:
+                async with asyncio.timeout(self._send_timeout_s):
+                    await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _discard_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await producer.stop()
+
+    async def _listen(self) -> None:
+        """Hold a LISTEN connection; re-open it when it dies. A missed NOTIFY only delays
+        publication until the next poll."""
+
+        def wake(*_: object) -> None:
+            self._wake.set()
+
+        while True:
+            try:
+                async with self._pool.acquire() as conn:
+                    await conn.add_listener(self._channel, wake)
+                    try:
+                        while not conn.is_closed():
+                            await asyncio.sleep(5)
+                            await conn.execute("SELECT 1")
+                    finally:
+                        with contextlib.suppress(Exception):
+                            await conn.remove_listener(self._channel, wake)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.info("outbox listener reconnecting", error=repr(error))
+                await asyncio.sleep(1)

@@ -1,0 +1,210 @@
+"""What every service does around its own logic: read settings, check and prepare
+Kafka and PostgreSQL, apply migrations, run the outbox relay and the Kafka broker
+beside an HTTP server, and stop in order. Start-up problems end the process with one
+line on stderr (exit code 2), not a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import structlog
+import uvicorn
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+
+from shared.db import create_pool
+from shared.errors import StartupError
+from shared.kafka import ensure_topics, new_producer
+from shared.logs import configure_logging
+from shared.migrations import MigrationError, apply_migrations
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.topics import ALL_TOPICS
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str  # also the database schema and the consumer-group prefix
+    migrations: Path
+
+
+@dataclass
+class Resources:
+    """What a service's app is built from, opened before the HTTP server starts."""
+
+    spec: ServiceSpec
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    relay: OutboxRelay
+
+
+@asynccontextmanager
+async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncIterator[Resources]:
+    """Check the broker (creating missing topics), open the pool, apply migrations."""
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [settings.topic_prefix + topic for topic in ALL_TOPICS],
+        wait_s=settings.startup_timeout_s,
+    )
+    pool = await create_pool(
+        settings.database_url,
+        spec.name,
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        connect_timeout=settings.startup_timeout_s,
+    )
+    try:
+        async with pool.acquire() as conn:
+            try:
+                applied = await apply_migrations(conn, spec.name, spec.migrations)
+            except (MigrationError, asyncpg.PostgresError) as error:
+                raise StartupError(f"cannot migrate schema {spec.name}: {error}") from None
+        if applied:
+            log.info("migrations applied", applied=applied)
+        relay = OutboxRelay(
+            pool,
+            spec.name,
+            lambda: new_producer(settings.kafka_bootstrap, f"perisai-{spec.name}-relay"),
+            batch_size=settings.relay_batch_size,
+            poll_interval_s=settings.relay_poll_interval_s,
+            topic_prefix=settings.topic_prefix,
+        )
+        yield Resources(spec, settings, pool, relay)
+    finally:
+        await pool.close()
+
+
+def new_broker(settings: ServiceSettings, spec: ServiceSpec) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap,
+        client_id=f"perisai-{spec.name}",
+        enable_idempotence=True,
+        # Under our root logger (JSON lines), not FastStream's own coloured handler;
+        # per-batch "Received"/"Processed" lines only at DEBUG.
+        logger=logging.getLogger(f"perisai.{spec.name}.broker"),
+        log_level=logging.DEBUG,
+    )
+
+
+@asynccontextmanager
+async def running(resources: Resources, broker: KafkaBroker) -> AsyncIterator[None]:
+    """The app's lifespan: relay and consumers run while the app serves."""
+    relay_task = asyncio.create_task(resources.relay.run(), name="outbox-relay")
+    await broker.start()
+    log.info("service started", port=resources.settings.http_port)
+    try:
+        yield
+    finally:
+        # Consumers first, so nothing new reaches the outbox; then the relay.
+        await broker.stop()
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
+        log.info("service stopped")
+
+
+def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @router.get("/health/ready")
+    async def ready() -> JSONResponse:
+        checks: dict[str, bool] = {}
+        try:
+            async with asyncio.timeout(2):
+                await resources.pool.fetchval("SELECT 1")
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        checks["kafka"] = await broker.ping(timeout=2)
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    return router
+
+
+AppFactory = Callable[[Resources], FastAPI]
+
+
+async def _serve(spec: ServiceSpec, settings: ServiceSettings, build_app: AppFactory) -> None:
+    async with open_resources(spec, settings) as resources:
+        app = build_app(resources)
+        config = uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        await uvicorn.Server(config).serve()
+
+
+async def _migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    async with open_resources(spec, settings):
+        pass
+
+
+def main(
+    spec: ServiceSpec,
+    settings_class: type[ServiceSettings],
+    build_app: AppFactory,
+    argv: list[str] | None = None,
+) -> None:
+    """Entry point of ``python -m services.<name> [serve|migrate]``."""
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else "serve"
+    if command not in ("serve", "migrate"):
+        sys.exit(f"usage: python -m services.{spec.name} [serve|migrate]")
+    try:
+        settings = settings_class.load()
+        configure_logging(spec.name, settings.log_level)
+        if command == "migrate":
+            asyncio.run(_migrate(spec, settings))
+        else:
+            asyncio.run(_serve(spec, settings, build_app))
+    except StartupError as error:
+        print(f"perisai-{spec.name}: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+def batch_subscriber(
+    broker: KafkaBroker,
+    resources: Resources,
+    topic: str,
+    consumer: str,
+    *,
+    description: str,
+) -> Callable[..., object]:
+    """The one way services subscribe: batches, the offset committed only after the
+    handler returned (its transaction committed), a failed batch nacked so it is
+    re-read instead of skipped. One consumer group per (service, consumer)."""
+    settings = resources.settings
+    return broker.subscriber(  # type: ignore[no-any-return]
+        settings.topic_prefix + topic,
+        group_id=f"{settings.topic_prefix}{resources.spec.name}.{consumer}",
+        batch=True,
+        max_records=settings.consumer_batch_size,
+        batch_timeout_ms=100,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{resources.spec.name}.{consumer}",
+        description=description,
+    )

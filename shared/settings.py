@@ -1,0 +1,71 @@
+"""Settings every service shares, read once from the environment (prefix ``PERISAI_``).
+
+A bad value fails at start-up with one line per offending variable, never later.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import StartupError
+
+DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
+DEFAULT_DATABASE_URL = "postgresql://perisai:perisai@127.0.0.1:15432/perisai"
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings class."""
+
+    model_config = SettingsConfigDict(env_prefix="PERISAI_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = Field(
+        default=DEFAULT_KAFKA_BOOTSTRAP,
+        min_length=1,
+        description="Kafka bootstrap servers, host:port[,host:port].",
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        pattern=r"^postgres(ql)?://",
+        description="PostgreSQL URL: postgresql://user:password@host:port/database.",
+    )
+    topic_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="Prepended to every topic name, so several environments (or test "
+        "runs) can share one Kafka cluster without seeing each other's messages.",
+    )
+    db_pool_min_size: int = Field(default=2, ge=1)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    consumer_batch_size: int = Field(
+        default=2000, ge=1, le=50_000, description="Most records one consumer batch takes."
+    )
+    relay_batch_size: int = Field(
+        default=2000, ge=1, le=50_000, description="Most outbox rows one relay round publishes."
+    )
+    relay_poll_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often the relay looks at the outbox when no NOTIFY woke it.",
+    )
+    startup_timeout_s: float = Field(
+        default=15.0, gt=0, description="How long to wait for Kafka and PostgreSQL at start."
+    )
+    http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(default=8000, ge=0, le=65535, description="HTTP port.")
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @classmethod
+    def load(cls) -> Self:
+        """Read the environment, or raise StartupError naming every bad variable."""
+        try:
+            return cls()
+        except ValidationError as error:
+            prefix = cls.model_config.get("env_prefix", "")
+            problems = "; ".join(
+                f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise StartupError(f"invalid settings: {problems}") from None

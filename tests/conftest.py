@@ -1,0 +1,61 @@
+"""Fixtures shared by every test tier.
+
+Integration and end-to-end tests run against the real Kafka broker and PostgreSQL that
+``python -m infra`` manages: the session starts them if they are not running and stops
+at the end only what it started. Every test gets its own database and its own topic
+prefix, so tests never see each other's rows or messages and no cleanup order matters.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+import infra
+from shared.db import create_pool
+from shared.migrations import apply_migrations
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[None]:
+    started = infra.up()
+    yield
+    infra.down(kafka=started.get("kafka", False), postgres=started.get("postgres", False))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: None) -> str:
+    return infra.kafka_bootstrap()
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+async def database_url(stack: None) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = await infra.create_database_async(name)
+    yield dsn
+    await infra.drop_database_async(name)
+
+
+@pytest.fixture
+async def shared_schema_pool(database_url: str, tmp_path: Path) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a fresh schema holding only the shared tables (outbox, inbox)."""
+    schema = "testsvc"
+    empty = tmp_path / "migrations"
+    empty.mkdir()
+    conn = await asyncpg.connect(database_url)
+    try:
+        await apply_migrations(conn, schema, empty)
+    finally:
+        await conn.close()
+    pool = await create_pool(database_url, schema, min_size=1, max_size=5)
+    yield pool
+    await pool.close()

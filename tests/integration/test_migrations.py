@@ -1,0 +1,255 @@
+"""The numbered-SQL migration runner against a real PostgreSQL, and the real services'
+migrations (including the coverage ledger's append-only and one-premium-a-month rules)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.migrations import MigrationError, apply_migrations
+
+pytestmark = pytest.mark.integration
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+SHARED = ["shared/0001_outbox_inbox.sql"]
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def write(folder: Path, name: str, sql: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(sql)
+
+
+async def tables(conn: asyncpg.Connection, schema: str) -> set[str]:
+    rows = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+    )
+    return {row["table_name"] for row in rows}
+
+
+async def recorded(conn: asyncpg.Connection, schema: str) -> list[str]:
+    rows = await conn.fetch(f"SELECT name FROM {schema}.schema_migrations ORDER BY name")
+    return [row["name"] for row in rows]
+
+
+async def test_apply_creates_schema_tables_and_records(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    write(folder, "0001_things.sql", "CREATE TABLE things (id int PRIMARY KEY);")
+    write(folder, "0002_more.sql", "CREATE TABLE more_things (id int PRIMARY KEY);")
+    (folder / "README.md").write_text("not a migration, ignored")
+
+    applied = await apply_migrations(conn, "svc_a", folder)
+
+    assert applied == [*SHARED, "svc_a/0001_things.sql", "svc_a/0002_more.sql"]
+    assert await tables(conn, "svc_a") == {
+        "schema_migrations",
+        "outbox",
+        "inbox",
+        "things",
+        "more_things",
+    }
+    assert await recorded(conn, "svc_a") == sorted(applied)
+    # Unqualified names in the SQL landed in the service's schema, not in public.
+    assert "things" not in await tables(conn, "public")
+
+
+async def test_reapply_applies_nothing_and_new_file_applied_later(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    write(folder, "0001_things.sql", "CREATE TABLE things (id int PRIMARY KEY);")
+    assert len(await apply_migrations(conn, "svc_b", folder)) == 2
+
+    assert await apply_migrations(conn, "svc_b", folder) == []
+
+    write(folder, "0002_add_column.sql", "ALTER TABLE things ADD COLUMN label text;")
+    assert await apply_migrations(conn, "svc_b", folder) == ["svc_b/0002_add_column.sql"]
+    await conn.execute("INSERT INTO svc_b.things (id, label) VALUES (1, 'x')")
+    assert await recorded(conn, "svc_b") == [
+        *SHARED,
+        "svc_b/0001_things.sql",
+        "svc_b/0002_add_column.sql",
+    ]
+    assert await apply_migrations(conn, "svc_b", folder) == []
+
+
+async def test_edited_applied_migration_is_refused(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    write(folder, "0001_things.sql", "CREATE TABLE things (id int PRIMARY KEY);")
+    await apply_migrations(conn, "svc_c", folder)
+
+    write(folder, "0001_things.sql", "CREATE TABLE things (id bigint PRIMARY KEY);")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await apply_migrations(conn, "svc_c", folder)
+    # The advisory lock was released: another run (after reverting) proceeds.
+    write(folder, "0001_things.sql", "CREATE TABLE things (id int PRIMARY KEY);")
+    assert await asyncio.wait_for(apply_migrations(conn, "svc_c", folder), 10) == []
+
+
+BAD_NAMES = ["1_short.sql", "0001-dash.sql", "0001_Upper.sql", "00001_five.sql", "x001_a.sql"]
+
+
+async def test_badly_named_files_and_duplicate_numbers_rejected(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    for bad_name in BAD_NAMES:
+        folder = tmp_path / bad_name.replace(".", "_")
+        write(folder, "0001_good.sql", "CREATE TABLE good (id int);")
+        write(folder, bad_name, "CREATE TABLE bad (id int);")
+        with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
+            await apply_migrations(conn, "svc_d", folder)
+    folder = tmp_path / "duplicates"
+    write(folder, "0001_one.sql", "CREATE TABLE one (id int);")
+    write(folder, "0001_other.sql", "CREATE TABLE other (id int);")
+    with pytest.raises(MigrationError, match="share a number"):
+        await apply_migrations(conn, "svc_d", folder)
+    with pytest.raises(MigrationError, match="not a plain schema name"):
+        await apply_migrations(conn, "bad; DROP SCHEMA public", tmp_path / "duplicates")
+    # Nothing was applied, not even the shared tables: the whole set is checked first.
+    assert await tables(conn, "svc_d") == set()
+
+
+async def test_failing_migration_rolls_back_and_is_not_recorded(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    folder = tmp_path / "m"
+    write(folder, "0001_ok.sql", "CREATE TABLE ok (id int);")
+    write(folder, "0002_broken.sql", "CREATE TABLE half (id int); SELECT no_such_function();")
+    with pytest.raises(asyncpg.UndefinedFunctionError):
+        await apply_migrations(conn, "svc_f", folder)
+    assert "half" not in await tables(conn, "svc_f")
+    assert await recorded(conn, "svc_f") == [*SHARED, "svc_f/0001_ok.sql"]
+
+
+async def test_concurrent_apply_runs_each_migration_once(database_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    # A slow first migration widens the race window; a non-idempotent second one
+    # (no IF NOT EXISTS) would fail if both runners applied it.
+    write(folder, "0001_slow.sql", "SELECT pg_sleep(0.5); CREATE TABLE slow (id int PRIMARY KEY);")
+    write(
+        folder, "0002_counter.sql", "CREATE TABLE counter (n int); INSERT INTO counter VALUES (1);"
+    )
+    first = await asyncpg.connect(database_url)
+    second = await asyncpg.connect(database_url)
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                apply_migrations(first, "svc_g", folder),
+                apply_migrations(second, "svc_g", folder),
+            ),
+            timeout=20,
+        )
+        names = [*SHARED, "svc_g/0001_slow.sql", "svc_g/0002_counter.sql"]
+        assert sorted(results, key=len) == [[], names], results
+        assert await first.fetchval("SELECT count(*) FROM svc_g.counter") == 1
+        assert await recorded(first, "svc_g") == names
+    finally:
+        await first.close()
+        await second.close()
+
+
+EXPECTED_TABLES = {
+    "registration": {"workers", "enrolment_requests"},
+    "coverage": {"funding_agreements", "policies", "premium_ledger"},
+    "notifications": {"confirmations", "deliveries"},
+}
+
+
+async def test_real_service_migrations_apply_cleanly(conn: asyncpg.Connection) -> None:
+    """All three services' migrations, each into its own schema of one fresh database."""
+    for service, expected in EXPECTED_TABLES.items():
+        folder = SERVICES / service / "migrations"
+        applied = await apply_migrations(conn, service, folder)
+        own = sorted(f"{service}/{p.name}" for p in folder.glob("*.sql"))
+        assert own, f"no migrations found for {service}"
+        assert applied == [*SHARED, *own]
+        common = {"outbox", "inbox", "schema_migrations"}
+        assert await tables(conn, service) >= expected | common, service
+        assert await apply_migrations(conn, service, folder) == []
+
+
+async def _coverage_with_policy(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
+    await apply_migrations(conn, "coverage", SERVICES / "coverage" / "migrations")
+    await conn.execute("SET search_path TO coverage, public")
+    policy_id, worker_id = uuid.uuid4(), uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO policies (policy_id, worker_id, participant_number, agreement_code,
+                                 status, coverage_start, declared_income, kecamatan_code,
+                                 occupation)
+           VALUES ($1, $2, '00000000018', 'KOTA-PASURUAN-DBHCHT', 'active', '2026-01-05',
+                   1000000, '35.75.01', 'pedagang')""",
+        policy_id,
+        worker_id,
+    )
+    return policy_id, worker_id
+
+
+async def _post(
+    conn: asyncpg.Connection,
+    policy_id: uuid.UUID,
+    worker_id: uuid.UUID,
+    period: date,
+    entry_type: str = "premium",
+    reverses: uuid.UUID | None = None,
+) -> uuid.UUID:
+    entry_id = uuid.uuid4()
+    await conn.execute(
+        """INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
+                                       jkk_amount, jkm_amount, amount, tariff_code,
+                                       debit_account, credit_account, reverses)
+           VALUES ($1, $2, $3, $4, $5, 10000, 6800, 16800, 'BPU-STANDARD',
+                   'payer:KOTA-PASURUAN-DBHCHT', 'bpjstk:receivable', $6)""",
+        entry_id,
+        policy_id,
+        worker_id,
+        period,
+        entry_type,
+        reverses,
+    )
+    return entry_id
+
+
+async def test_premium_ledger_is_append_only(conn: asyncpg.Connection) -> None:
+    policy_id, worker_id = await _coverage_with_policy(conn)
+    entry = await _post(conn, policy_id, worker_id, date(2026, 1, 1))
+
+    with pytest.raises(asyncpg.RaiseError, match="append-only: UPDATE refused"):
+        await conn.execute("UPDATE premium_ledger SET amount = 0 WHERE entry_id = $1", entry)
+    with pytest.raises(asyncpg.RaiseError, match="append-only: DELETE refused"):
+        await conn.execute("DELETE FROM premium_ledger WHERE entry_id = $1", entry)
+    with pytest.raises(asyncpg.RaiseError, match="append-only: TRUNCATE refused"):
+        await conn.execute("TRUNCATE premium_ledger CASCADE")
+    assert await conn.fetchval("SELECT amount FROM premium_ledger WHERE entry_id = $1", entry) == (
+        16800
+    )
+
+
+async def test_premium_ledger_one_premium_per_policy_and_month(conn: asyncpg.Connection) -> None:
+    policy_id, worker_id = await _coverage_with_policy(conn)
+    first = await _post(conn, policy_id, worker_id, date(2026, 1, 1))
+
+    with pytest.raises(asyncpg.UniqueViolationError, match="premium_ledger_one_premium_per_month"):
+        await _post(conn, policy_id, worker_id, date(2026, 1, 1))
+
+    # A reversal of that month and the next month's premium are both fine.
+    await _post(conn, policy_id, worker_id, date(2026, 1, 1), "reversal", reverses=first)
+    await _post(conn, policy_id, worker_id, date(2026, 2, 1))
+    assert await conn.fetchval("SELECT count(*) FROM premium_ledger") == 3

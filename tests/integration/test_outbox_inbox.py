@@ -1,0 +1,215 @@
+"""The transactional outbox and the inbox against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import date
+
+import asyncpg
+import pytest
+
+from services.registration.domain import participant_number
+from shared import inbox
+from shared.events import PolicyActivated, WorkerEnrolled
+from shared.outbox import OutboxRecord, decode_headers, enqueue, enqueue_events
+
+pytestmark = pytest.mark.integration
+
+
+def enrolled(worker_id: uuid.UUID | None = None, n: int = 1) -> WorkerEnrolled:
+    return WorkerEnrolled(
+        event_id=uuid.uuid4(),
+        correlation_id=f"corr-{uuid.uuid4().hex[:8]}",
+        worker_id=worker_id or uuid.uuid4(),
+        participant_number=participant_number(n),
+        request_id=f"req-{uuid.uuid4().hex[:8]}",
+        nik_masked="************0001",
+        full_name="Siti Aminah",
+        gender="F",
+        kecamatan_code="35.75.01",
+        kelurahan="Gadingrejo",
+        occupation="pedagang",
+        declared_income=1_000_000,
+        phone_e164="+6281234567890",
+        enrolled_on=date(2026, 1, 5),
+    )
+
+
+def activated(worker_id: uuid.UUID) -> PolicyActivated:
+    return PolicyActivated(
+        event_id=uuid.uuid4(),
+        correlation_id="corr-x",
+        policy_id=uuid.uuid4(),
+        worker_id=worker_id,
+        participant_number=participant_number(7),
+        agreement_code="KOTA-PASURUAN-DBHCHT",
+        payer="Pemerintah Kota Pasuruan",
+        funding_source="DBHCHT",
+        programmes=("JKK", "JKM"),
+        coverage_start=date(2026, 1, 5),
+        monthly_premium=16_800,
+    )
+
+
+async def outbox_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT event_id, topic, key, value, headers::text AS headers FROM outbox ORDER BY id"
+    )
+
+
+async def test_enqueue_events_writes_rows_in_the_callers_transaction(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    worker = uuid.uuid4()
+    events = [enrolled(worker), activated(worker)]
+    async with shared_schema_pool.acquire() as conn:
+        async with conn.transaction():
+            await enqueue_events(conn, events)
+            # Visible inside the transaction ...
+            assert len(await outbox_rows(conn)) == 2
+            # ... and not outside it until the commit.
+            async with shared_schema_pool.acquire() as other:
+                assert await outbox_rows(other) == []
+        rows = await outbox_rows(conn)
+
+    assert [row["topic"] for row in rows] == ["worker.enrolled.v1", "policy.activated.v1"]
+    for row, event in zip(rows, events, strict=True):
+        assert row["event_id"] == event.event_id
+        assert row["key"] == str(worker).encode()
+        assert type(event).model_validate_json(row["value"]) == event
+        headers = dict(decode_headers(row["headers"]))
+        assert headers == {
+            "content-type": b"application/json",
+            "event_type": event.event_type.encode(),  # type: ignore[attr-defined]
+            "schema_version": b"1",
+            "correlation_id": event.correlation_id.encode(),
+        }
+
+
+async def test_rolled_back_transaction_leaves_no_outbox_row(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    class Boom(Exception):
+        pass
+
+    async with shared_schema_pool.acquire() as conn:
+        with pytest.raises(Boom):
+            async with conn.transaction():
+                await enqueue_events(conn, [enrolled()])
+                raise Boom
+        assert await outbox_rows(conn) == []
+        await enqueue_events(conn, [])  # nothing to do, no statement
+        assert await outbox_rows(conn) == []
+
+
+async def test_raw_records_keep_null_key_and_arbitrary_header_bytes(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    record = OutboxRecord(
+        topic="worker.enrolled.v1.dlq",
+        value=b"\x00not json\xff",
+        key=None,
+        headers=[("dlq.reason", b"bad"), ("binary", b"\x00\x01\xfe"), ("dup", b"1"), ("dup", b"2")],
+    )
+    async with shared_schema_pool.acquire() as conn:
+        await enqueue(conn, [record])
+        [row] = await outbox_rows(conn)
+    assert row["event_id"] is None
+    assert row["key"] is None
+    assert row["value"] == b"\x00not json\xff"
+    assert decode_headers(row["headers"]) == list(record.headers)
+    assert json.loads(row["headers"])[1] == ["binary", "0001fe"]
+
+
+async def test_outbox_insert_notifies_the_schema_channel(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    received: list[str] = []
+    async with shared_schema_pool.acquire() as listener, shared_schema_pool.acquire() as writer:
+        got = asyncio.Event()
+
+        def on_notify(_conn: object, _pid: int, channel: str, _payload: str) -> None:
+            received.append(channel)
+            got.set()
+
+        await listener.add_listener("outbox_testsvc", on_notify)
+        try:
+            await enqueue_events(writer, [enrolled(), enrolled()])
+            await asyncio.wait_for(got.wait(), 5)
+        finally:
+            await listener.remove_listener("outbox_testsvc", on_notify)
+    # One statement, one notification (a statement-level trigger).
+    assert received == ["outbox_testsvc"]
+
+
+async def test_claim_returns_only_new_ids(shared_schema_pool: asyncpg.Pool) -> None:
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with shared_schema_pool.acquire() as conn:
+        assert await inbox.claim(conn, "svc.consumer", [a, b]) == {a, b}
+        assert await inbox.claim(conn, "svc.consumer", [a, b]) == set()
+        assert await inbox.claim(conn, "svc.consumer", [b, c]) == {c}
+        assert await inbox.claim(conn, "svc.consumer", []) == set()
+        count = await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'svc.consumer'")
+    assert count == 3
+
+
+async def test_claim_consumers_are_independent(shared_schema_pool: asyncpg.Pool) -> None:
+    ids = [uuid.uuid4() for _ in range(3)]
+    async with shared_schema_pool.acquire() as conn:
+        assert await inbox.claim(conn, "one", ids) == set(ids)
+        assert await inbox.claim(conn, "two", ids) == set(ids)
+        assert await inbox.claim(conn, "one", ids) == set()
+        assert await inbox.claim(conn, "two", ids) == set()
+
+
+async def test_claim_handles_duplicates_within_one_call(shared_schema_pool: asyncpg.Pool) -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    async with shared_schema_pool.acquire() as conn:
+        assert await inbox.claim(conn, "dups", [a, a, b, a, b]) == {a, b}
+        assert await inbox.claim(conn, "dups", (i for i in [a, b])) == set()
+
+
+async def test_claim_rolled_back_with_its_transaction(shared_schema_pool: asyncpg.Pool) -> None:
+    """A batch whose transaction fails leaves its ids unclaimed, so the retry handles it."""
+    a = uuid.uuid4()
+    async with shared_schema_pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        assert await inbox.claim(conn, "rb", [a]) == {a}
+        await tx.rollback()
+        assert await inbox.claim(conn, "rb", [a]) == {a}
+
+
+async def wait_until_blocked(pool: asyncpg.Pool, timeout_s: float = 5.0) -> None:
+    """Until some session of this database waits on a lock (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        waiting = await pool.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+               WHERE datname = current_database() AND wait_event_type = 'Lock'"""
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no session blocked on a lock within {timeout_s} s")
+
+
+async def test_concurrent_claims_of_the_same_id_admit_exactly_one(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    """Two transactions claiming the same id: the second waits for the first and, once it
+    commits, finds the id taken."""
+    a = uuid.uuid4()
+    async with shared_schema_pool.acquire() as first, shared_schema_pool.acquire() as second:
+        tx1 = first.transaction()
+        await tx1.start()
+        assert await inbox.claim(first, "race", [a]) == {a}
+        async with second.transaction():
+            pending = asyncio.create_task(inbox.claim(second, "race", [a]))
+            await wait_until_blocked(shared_schema_pool)
+            assert not pending.done(), "the second claim should wait for the first transaction"
+            await tx1.commit()
+            assert await asyncio.wait_for(pending, 5) == set()

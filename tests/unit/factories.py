@@ -1,0 +1,202 @@
+"""Valid sample messages and domain inputs for the unit tests. Every factory returns a
+valid object; keyword arguments override single fields."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from services.registration.domain import FEMALE_DAY_OFFSET, mask_nik, participant_number
+from shared.events import (
+    EnrolmentRejected,
+    EnrolmentRequested,
+    Event,
+    NotificationFailed,
+    NotificationSent,
+    PolicyActivated,
+    PremiumPosted,
+    RejectionReason,
+    RequestedWorker,
+    WorkerEnrolled,
+)
+
+TODAY = date(2026, 6, 15)
+"""A fixed 'today' so that age rules are reproducible."""
+OCCURRED_AT = datetime(2026, 6, 15, 3, 0, tzinfo=UTC)
+KOTA_REGION = "357501"  # Jawa Timur / Kota Pasuruan / Gadingrejo
+
+
+def make_nik(
+    birth_date: date, gender: str, *, region: str = KOTA_REGION, serial: str = "0001"
+) -> str:
+    """A structurally valid NIK for this birth date and gender."""
+    day = birth_date.day + (FEMALE_DAY_OFFSET if gender == "F" else 0)
+    return f"{region}{day:02d}{birth_date.month:02d}{birth_date.year % 100:02d}{serial}"
+
+
+def uid(name: str) -> uuid.UUID:
+    """A readable, stable UUID for a name used in a test."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"perisai-test:{name}")
+
+
+def requested_worker(**overrides: Any) -> RequestedWorker:
+    birth_date = overrides.get("birth_date", date(1990, 1, 1))
+    gender = overrides.get("gender", "F")
+    values: dict[str, Any] = {
+        "nik": make_nik(birth_date, gender),
+        "full_name": "Siti Aminah",
+        "birth_date": birth_date,
+        "gender": gender,
+        "address": "Jl. Soekarno Hatta 12",
+        "kelurahan": "Gadingrejo",
+        "kecamatan_code": "35.75.01",
+        "phone": "081234567890",
+        "email": None,
+        "occupation": "pedagang",
+        "declared_income": 1_000_000,
+        "preferred_language": "id",
+    }
+    values.update(overrides)
+    return RequestedWorker(**values)
+
+
+def enrolment_requested(**overrides: Any) -> EnrolmentRequested:
+    values: dict[str, Any] = {
+        "event_id": uid("enrolment-requested"),
+        "occurred_at": OCCURRED_AT,
+        "correlation_id": "req-2026-06-15-000001",
+        "request_id": "dinsos-2026-000001",
+        "source": "upstream",
+        "worker": requested_worker(),
+    }
+    values.update(overrides)
+    return EnrolmentRequested(**values)
+
+
+def worker_enrolled(**overrides: Any) -> WorkerEnrolled:
+    values: dict[str, Any] = {
+        "event_id": uid("worker-enrolled"),
+        "occurred_at": OCCURRED_AT,
+        "correlation_id": "req-2026-06-15-000001",
+        "causation_id": uid("enrolment-requested"),
+        "worker_id": uid("worker"),
+        "participant_number": participant_number(1),
+        "request_id": "dinsos-2026-000001",
+        "nik_masked": mask_nik("3575014101900001"),
+        "full_name": "Siti Aminah",
+        "gender": "F",
+        "kecamatan_code": "35.75.01",
+        "kelurahan": "Gadingrejo",
+        "occupation": "pedagang",
+        "declared_income": 1_000_000,
+        "phone_e164": "+6281234567890",
+        "email": "siti@example.com",
+        "preferred_language": "id",
+        "enrolled_on": TODAY,
+    }
+    values.update(overrides)
+    return WorkerEnrolled(**values)
+
+
+def enrolment_rejected(**overrides: Any) -> EnrolmentRejected:
+    values: dict[str, Any] = {
+        "event_id": uid("enrolment-rejected"),
+        "occurred_at": OCCURRED_AT,
+        "correlation_id": "req-2026-06-15-000002",
+        "request_id": "dinsos-2026-000002",
+        "source": "bulk",
+        "nik_masked": mask_nik("3575014101900002"),
+        "reasons": (
+            RejectionReason(code="NIK_SERIAL", field="nik", message="serial is 0000"),
+            RejectionReason(code="PHONE_INVALID", field="phone", message="not a mobile"),
+        ),
+    }
+    values.update(overrides)
+    return EnrolmentRejected(**values)
+
+
+def policy_activated(**overrides: Any) -> PolicyActivated:
+    values: dict[str, Any] = {
+        "event_id": uid("policy-activated"),
+        "occurred_at": OCCURRED_AT,
+        "correlation_id": "req-2026-06-15-000001",
+        "causation_id": uid("worker-enrolled"),
+        "policy_id": uid("policy"),
+        "worker_id": uid("worker"),
+        "participant_number": participant_number(1),
+        "agreement_code": "KOTA-PASURUAN-DBHCHT",
+        "payer": "Pemerintah Kota Pasuruan",
+        "funding_source": "DBHCHT",
+        "programmes": ("JKK", "JKM"),
+        "coverage_start": TODAY,
+        "monthly_premium": 16_800,
+    }
+    values.update(overrides)
+    return PolicyActivated(**values)
+
+
+def premium_posted(**overrides: Any) -> PremiumPosted:
+    values: dict[str, Any] = {
+        "event_id": uid("premium-posted"),
+        "occurred_at": OCCURRED_AT,
+        "correlation_id": "req-2026-06-15-000001",
+        "entry_id": uid("entry"),
+        "policy_id": uid("policy"),
+        "worker_id": uid("worker"),
+        "period": "2026-06",
+        "jkk_amount": 10_000,
+        "jkm_amount": 6_800,
+        "amount": 16_800,
+        "debit_account": "payer:KOTA-PASURUAN-DBHCHT",
+        "credit_account": "bpjstk:receivable",
+    }
+    values.update(overrides)
+    return PremiumPosted(**values)
+
+
+def notification_sent(**overrides: Any) -> NotificationSent:
+    values: dict[str, Any] = {
+        "event_id": uid("notification-sent"),
+        "occurred_at": OCCURRED_AT,
+        "correlation_id": "req-2026-06-15-000001",
+        "delivery_id": uid("delivery"),
+        "worker_id": uid("worker"),
+        "channel": "sms",
+        "template": "policy_activated",
+        "recipient_masked": "+6281******890",
+        "provider_message_id": "gw-123",
+        "attempts": 1,
+    }
+    values.update(overrides)
+    return NotificationSent(**values)
+
+
+def notification_failed(**overrides: Any) -> NotificationFailed:
+    values: dict[str, Any] = {
+        "event_id": uid("notification-failed"),
+        "occurred_at": OCCURRED_AT,
+        "correlation_id": "req-2026-06-15-000001",
+        "delivery_id": uid("delivery"),
+        "worker_id": uid("worker"),
+        "channel": "email",
+        "template": "policy_activated",
+        "reason": "550 mailbox unavailable",
+        "permanent": True,
+        "attempts": 2,
+    }
+    values.update(overrides)
+    return NotificationFailed(**values)
+
+
+SAMPLES: dict[type[Event], Callable[..., Event]] = {
+    EnrolmentRequested: enrolment_requested,
+    WorkerEnrolled: worker_enrolled,
+    EnrolmentRejected: enrolment_rejected,
+    PolicyActivated: policy_activated,
+    PremiumPosted: premium_posted,
+    NotificationSent: notification_sent,
+    NotificationFailed: notification_failed,
+}
+"""A valid sample of every event type, keyed by its class."""
