@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, HTTPException, Query
 from faststream.kafka.annotations import KafkaMessage
 
 from services.coverage import domain, service, store
@@ -84,5 +85,14 @@ def create_app(resources: Resources) -> FastAPI:
         month = date.fromisoformat(f"{period}-01") if period else domain.month_of(today())
         async with pool.acquire() as conn:
             return await store.counts(conn, month)
+
+    @app.get("/v1/workers/{worker_id}/policy")
+    async def worker_policy(worker_id: UUID) -> dict[str, object]:
+        """A worker's policy and its premium ledger entries."""
+        async with pool.acquire() as conn:
+            policy = await store.policy_of(conn, worker_id)
+        if policy is None:
+            raise HTTPException(404, "no policy for this worker (yet)")
+        return policy
 
     return app

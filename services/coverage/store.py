@@ -77,16 +77,40 @@ async def counts(conn: asyncpg.Connection, period: date) -> dict[str, object]:
     """Policies by status and the premium posted for one month (net of reversals)."""
     by_status = await conn.fetch("SELECT status, count(*) AS n FROM policies GROUP BY status")
     premium = await conn.fetchrow(
-        """SELECT coalesce(sum(CASE WHEN entry_type = 'premium' THEN amount ELSE -amount END), 0)::bigint
-                      AS amount,
+        """SELECT coalesce(sum(CASE WHEN entry_type = 'premium' THEN amount ELSE -amount END),
+                           0)::bigint AS amount,
                   count(*) FILTER (WHERE entry_type = 'premium') AS postings
            FROM premium_ledger WHERE period = $1""",
         period,
     )
     assert premium is not None
+    total = await conn.fetchval(
+        """SELECT coalesce(sum(CASE WHEN entry_type = 'premium' THEN amount ELSE -amount END),
+                           0)::bigint FROM premium_ledger"""
+    )
     return {
         "policies": {row["status"]: row["n"] for row in by_status},
         "period": f"{period:%Y-%m}",
         "premium_due": premium["amount"],
         "premium_postings": premium["postings"],
+        "premium_total": total,
     }
+
+
+async def policy_of(conn: asyncpg.Connection, worker_id: UUID) -> dict[str, object] | None:
+    """A worker's policy with its ledger entries, oldest first."""
+    policy = await conn.fetchrow(
+        """SELECT policy_id, worker_id, participant_number, agreement_code, status,
+                  coverage_start, declared_income, kecamatan_code, occupation
+           FROM policies WHERE worker_id = $1""",
+        worker_id,
+    )
+    if policy is None:
+        return None
+    entries = await conn.fetch(
+        """SELECT entry_id, to_char(period, 'YYYY-MM') AS period, entry_type, jkk_amount,
+                  jkm_amount, amount, tariff_code, debit_account, credit_account, posted_at
+           FROM premium_ledger WHERE policy_id = $1 ORDER BY posted_at, period""",
+        policy["policy_id"],
+    )
+    return {**dict(policy), "ledger": [dict(e) for e in entries]}
