@@ -11,6 +11,8 @@ a run of the whole system can be checked against :func:`summary_expectations`.
 from __future__ import annotations
 
 import argparse
+import bisect
+import itertools
 import json
 import random
 import sys
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from services.registration.codes import (
     KABUPATEN_PASURUAN,
@@ -31,6 +33,7 @@ from services.registration.codes import (
 from shared.events import RequestedWorker
 
 Gender = Literal["M", "F"]
+T = TypeVar("T")
 
 DEFAULT_SIZE: Final = 9038
 """People covered as of April 2025 (domain reference, section 1)."""
@@ -366,8 +369,25 @@ def ascii_letters(text: str) -> str:
     return "".join(ch for ch in folded.lower() if ch.isalnum())
 
 
-def _weighted(rng: random.Random, weights: dict[str, int]) -> str:
-    return rng.choices(list(weights), weights=list(weights.values()))[0]
+class _Table(Generic[T]):
+    """A weighted choice table, built once (``random.choices`` rebuilds it per call)."""
+
+    def __init__(self, weights: dict[T, int]) -> None:
+        self.keys = list(weights)
+        self.cumulative = list(itertools.accumulate(weights.values()))
+        self.total = self.cumulative[-1]
+
+    def pick(self, rng: random.Random) -> T:
+        return self.keys[bisect.bisect(self.cumulative, rng.random() * self.total)]
+
+
+_KECAMATAN = _Table(KECAMATAN_WEIGHTS)
+_OCCUPATION = _Table({code: weight for code, (weight, _) in OCCUPATION_PROFILE.items()})
+_REGENCY = _Table({code: weight for code, (weight, _) in OTHER_REGENCIES.items()})
+_OPERATOR = _Table({operator: weight for operator, (weight, _) in MOBILE_PREFIXES.items()})
+_PHONE_LENGTH = _Table(PHONE_LENGTH_WEIGHTS)
+_PHONE_FORM = _Table(PHONE_FORM_WEIGHTS)
+_EMAIL_DOMAIN = _Table(EMAIL_DOMAINS)
 
 
 # --- the generator ----------------------------------------------------------------------
@@ -389,7 +409,7 @@ class _PersonFactory:
         occupation = self.occupation()
         gender = self.gender_for(occupation)
         birth_date = self.birth_date(self._age())
-        kecamatan_code = _weighted(self.rng, KECAMATAN_WEIGHTS)
+        kecamatan_code = _KECAMATAN.pick(self.rng)
         full_name = self.name(gender)
         return RequestedWorker(
             nik=self.nik(self.nik_region(kecamatan_code), birth_date, gender),
@@ -412,8 +432,7 @@ class _PersonFactory:
         return max(VALID_AGE_MIN, min(drawn, VALID_AGE_MAX))
 
     def occupation(self) -> str:
-        weights = {code: weight for code, (weight, _) in OCCUPATION_PROFILE.items()}
-        return _weighted(self.rng, weights)
+        return _OCCUPATION.pick(self.rng)
 
     def gender_for(self, occupation: str) -> Gender:
         return "F" if self.rng.random() < OCCUPATION_PROFILE[occupation][1] else "M"
@@ -455,7 +474,7 @@ class _PersonFactory:
             else:
                 kecamatan = self.rng.choice(list(KOTA_PASURUAN_KECAMATAN))
             return kecamatan.replace(".", "")
-        regency = _weighted(self.rng, {code: w for code, (w, _) in OTHER_REGENCIES.items()})
+        regency = _REGENCY.pick(self.rng)
         return f"{regency}{self.rng.randint(1, OTHER_REGENCIES[regency][1]):02d}"
 
     def nik(self, region: str, birth_date: date, gender: Gender) -> str:
@@ -487,16 +506,14 @@ class _PersonFactory:
 
     def phone(self) -> str:
         """A unique mobile number, written 08.., +628.. or 628.."""
-        operator = _weighted(self.rng, {op: w for op, (w, _) in MOBILE_PREFIXES.items()})
-        prefix = self.rng.choice(MOBILE_PREFIXES[operator][1])
-        length = int(_weighted(self.rng, {str(k): v for k, v in PHONE_LENGTH_WEIGHTS.items()}))
+        prefix = self.rng.choice(MOBILE_PREFIXES[_OPERATOR.pick(self.rng)][1])
+        digits = _PHONE_LENGTH.pick(self.rng) - len(prefix)
         while True:
-            rest = "".join(self.rng.choices("0123456789", k=length - len(prefix)))
-            national = prefix + rest
+            national = f"{prefix}{self.rng.randrange(10**digits):0{digits}d}"
             if national[1:] not in self.phones:
                 self.phones.add(national[1:])
                 break
-        form = _weighted(self.rng, PHONE_FORM_WEIGHTS)
+        form = _PHONE_FORM.pick(self.rng)
         if form == "plus":
             return f"+62{national[1:]}"
         if form == "bare":
@@ -506,7 +523,7 @@ class _PersonFactory:
     def email(self, full_name: str, birth_date: date) -> str:
         parts = [ascii_letters(part) for part in full_name.split()]
         parts = [part for part in parts if part]
-        domain = _weighted(self.rng, EMAIL_DOMAINS)
+        domain = _EMAIL_DOMAIN.pick(self.rng)
         while True:
             style = self.rng.randrange(4)
             if style == 0:

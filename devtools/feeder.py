@@ -164,8 +164,11 @@ async def feed(
             async with asyncio.TaskGroup() as group:
                 for index in range(len(batches)):
                     group.create_task(run(index))
-        except* FeederError as errors:
-            raise errors.exceptions[0] from None
+        except ExceptionGroup as group_error:
+            # One failing batch cancels the others; report its error, not a group.
+            first = group_error.exceptions[0]
+            first.__suppress_context__ = True
+            raise first  # noqa: B904 (its own __cause__ is kept)
 
     return [result for batch_results in results if batch_results for result in batch_results]
 

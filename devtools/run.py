@@ -106,7 +106,8 @@ async def run(args: argparse.Namespace) -> int:
             f"  coverage      {config.coverage_url}/v1/summary\n"
             f"  notifications {config.notifications_url}/v1/summary\n"
             f"  SMS gateway   {config.sms_url}/v1/messages\n"
-            f"  SMTP server   127.0.0.1:{config.smtp_port} (read: {config.smtp_http_url}/v1/messages)",
+            f"  SMTP server   127.0.0.1:{config.smtp_port} "
+            f"(read: {config.smtp_http_url}/v1/messages)",
             flush=True,
         )
         entries = generate_cohort(args.size, invalid=args.invalid, seed=args.seed)

@@ -99,7 +99,7 @@ class GatewayState:
 
     def record(self, key: str, request: SendRequest) -> dict[str, Any]:
         """Store an accepted message (caller holds the lock)."""
-        message = {
+        message: dict[str, Any] = {
             "message_id": str(uuid.uuid4()),
             "idempotency_key": key,
             "to": request.to,

@@ -16,7 +16,14 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from shared import topics
 
@@ -36,7 +43,7 @@ def utc_now() -> datetime:
 
 ParticipantNumber = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{11}$"),
+    StringConstraints(pattern=r"^[0-9]{11}$"),
     Field(
         description="The 11-digit participant number Perisai issues; the last digit is a "
         "Luhn check digit.",
@@ -45,13 +52,21 @@ ParticipantNumber = Annotated[
 ]
 MaskedNik = Annotated[
     str,
-    StringConstraints(pattern=r"^\*{12}\d{4}$"),
+    StringConstraints(pattern=r"^\*{12}[0-9]{4}$"),
     Field(
         description="The worker's NIK with all but the last 4 digits masked. The full NIK "
         "never leaves the registration service.",
         examples=["************0001"],
     ),
 ]
+SchemaVersion1 = Annotated[
+    Literal[1],
+    Field(
+        description="Major version of this event's schema; matches the topic's .v1 suffix. "
+        "A breaking change is a new version on a new topic."
+    ),
+]
+EVENT_TYPE_DESCRIPTION = "Name of the event type; constant for each schema."
 Rupiah = Annotated[int, Field(ge=0, description="An amount in whole Indonesian Rupiah.")]
 Programme = Literal["JKK", "JKM"]
 Channel = Literal["sms", "email"]
@@ -164,8 +179,10 @@ class EnrolmentRequested(Event):
     TOPIC: ClassVar[str] = topics.ENROLMENT_REQUESTED
     KEY_FIELD: ClassVar[str] = "request_id"
 
-    event_type: Literal["enrolment.requested"] = "enrolment.requested"
-    schema_version: Literal[1] = 1
+    event_type: Literal["enrolment.requested"] = Field(
+        default="enrolment.requested", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
     request_id: str = Field(
         min_length=1,
         max_length=128,
@@ -185,20 +202,24 @@ class WorkerEnrolled(Event):
     TOPIC: ClassVar[str] = topics.WORKER_ENROLLED
     KEY_FIELD: ClassVar[str] = "worker_id"
 
-    event_type: Literal["worker.enrolled"] = "worker.enrolled"
-    schema_version: Literal[1] = 1
+    event_type: Literal["worker.enrolled"] = Field(
+        default="worker.enrolled", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
     worker_id: uuid.UUID = Field(description="Perisai's id of the worker.")
     participant_number: ParticipantNumber
-    request_id: str = Field(max_length=128, description="The request this answers.")
+    request_id: str = Field(min_length=1, max_length=128, description="The request this answers.")
     nik_masked: MaskedNik
-    full_name: str = Field(max_length=200, description="Name as on the KTP.")
+    full_name: str = Field(min_length=1, max_length=200, description="Name as on the KTP.")
     gender: Literal["M", "F"] = Field(description="M or F.")
-    kecamatan_code: str = Field(description="Domicile kecamatan code.", examples=["35.75.01"])
-    kelurahan: str = Field(description="Domicile kelurahan.")
-    occupation: str = Field(description="Occupation code.", examples=["pedagang"])
+    kecamatan_code: str = Field(
+        max_length=16, description="Domicile kecamatan code.", examples=["35.75.01"]
+    )
+    kelurahan: str = Field(max_length=100, description="Domicile kelurahan.")
+    occupation: str = Field(max_length=64, description="Occupation code.", examples=["pedagang"])
     declared_income: Rupiah = Field(description="Declared monthly income.")
     phone_e164: str = Field(
-        pattern=r"^\+628\d{7,11}$",
+        pattern=r"^\+628[0-9]{7,11}$",
         description="Mobile number, E.164.",
         examples=["+6281234567890"],
     )
@@ -223,11 +244,13 @@ class EnrolmentRejected(Event):
     TOPIC: ClassVar[str] = topics.ENROLMENT_REJECTED
     KEY_FIELD: ClassVar[str] = "request_id"
 
-    event_type: Literal["enrolment.rejected"] = "enrolment.rejected"
-    schema_version: Literal[1] = 1
-    request_id: str = Field(max_length=128, description="The request this answers.")
+    event_type: Literal["enrolment.rejected"] = Field(
+        default="enrolment.rejected", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    request_id: str = Field(min_length=1, max_length=128, description="The request this answers.")
     source: Literal["api", "upstream", "bulk"] = Field(description="Intake channel.")
-    nik_masked: str | None = Field(
+    nik_masked: MaskedNik | None = Field(
         default=None, description="Masked NIK when the request had a 16-digit one."
     )
     reasons: tuple[RejectionReason, ...] = Field(
@@ -241,8 +264,10 @@ class PolicyActivated(Event):
     TOPIC: ClassVar[str] = topics.POLICY_ACTIVATED
     KEY_FIELD: ClassVar[str] = "worker_id"
 
-    event_type: Literal["policy.activated"] = "policy.activated"
-    schema_version: Literal[1] = 1
+    event_type: Literal["policy.activated"] = Field(
+        default="policy.activated", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
     policy_id: uuid.UUID = Field(description="The policy.")
     worker_id: uuid.UUID = Field(description="The insured worker.")
     participant_number: ParticipantNumber
@@ -263,19 +288,27 @@ class PremiumPosted(Event):
     TOPIC: ClassVar[str] = topics.PREMIUM_POSTED
     KEY_FIELD: ClassVar[str] = "worker_id"
 
-    event_type: Literal["premium.posted"] = "premium.posted"
-    schema_version: Literal[1] = 1
+    event_type: Literal["premium.posted"] = Field(
+        default="premium.posted", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
     entry_id: uuid.UUID = Field(description="Ledger entry id.")
     policy_id: uuid.UUID = Field(description="The policy billed.")
     worker_id: uuid.UUID = Field(description="The insured worker.")
     period: str = Field(
-        pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Month billed.", examples=["2026-11"]
+        pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="Month billed.", examples=["2026-11"]
     )
     jkk_amount: Rupiah = Field(description="JKK part.")
     jkm_amount: Rupiah = Field(description="JKM part.")
     amount: Rupiah = Field(description="Total posted (JKK + JKM).")
     debit_account: str = Field(description="Account debited (the payer).")
     credit_account: str = Field(description="Account credited (BPJSTK receivable).")
+
+    @model_validator(mode="after")
+    def _amount_is_the_sum(self) -> PremiumPosted:
+        if self.amount != self.jkk_amount + self.jkm_amount:
+            raise ValueError("amount must equal jkk_amount + jkm_amount")
+        return self
 
 
 class NotificationSent(Event):
@@ -284,8 +317,10 @@ class NotificationSent(Event):
     TOPIC: ClassVar[str] = topics.NOTIFICATION_SENT
     KEY_FIELD: ClassVar[str] = "worker_id"
 
-    event_type: Literal["notification.sent"] = "notification.sent"
-    schema_version: Literal[1] = 1
+    event_type: Literal["notification.sent"] = Field(
+        default="notification.sent", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
     delivery_id: uuid.UUID = Field(description="The delivery record; also the idempotency key.")
     worker_id: uuid.UUID = Field(description="The recipient worker.")
     channel: Channel = Field(description="sms or email.")
@@ -303,8 +338,10 @@ class NotificationFailed(Event):
     TOPIC: ClassVar[str] = topics.NOTIFICATION_FAILED
     KEY_FIELD: ClassVar[str] = "worker_id"
 
-    event_type: Literal["notification.failed"] = "notification.failed"
-    schema_version: Literal[1] = 1
+    event_type: Literal["notification.failed"] = Field(
+        default="notification.failed", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
     delivery_id: uuid.UUID = Field(description="The delivery record.")
     worker_id: uuid.UUID = Field(description="The recipient worker.")
     channel: Channel = Field(description="sms or email.")

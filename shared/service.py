@@ -6,8 +6,8 @@ line on stderr (exit code 2), not a traceback."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import structlog
 import uvicorn
+import uvloop
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
@@ -175,9 +176,9 @@ def main(
         settings = settings_class.load()
         configure_logging(spec.name, settings.log_level)
         if command == "migrate":
-            asyncio.run(_migrate(spec, settings))
+            uvloop.run(_migrate(spec, settings))
         else:
-            asyncio.run(_serve(spec, settings, build_app))
+            uvloop.run(_serve(spec, settings, build_app))
     except StartupError as error:
         print(f"perisai-{spec.name}: {error}", file=sys.stderr)
         sys.exit(2)

@@ -125,6 +125,7 @@ def create_app(resources: Resources) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 await sms.aclose()
+                await mailer.aclose()
 
     app = FastAPI(
         title="Perisai notifications",

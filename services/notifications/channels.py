@@ -4,6 +4,7 @@ or permanent (give up with the provider's reason)."""
 
 from __future__ import annotations
 
+import asyncio
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -61,6 +62,9 @@ class SmsGateway:
 
 
 class SmtpMailer:
+    """Email over SMTP through a small pool of open connections: a connection per
+    message would spend most of its time on TCP set-up, EHLO and QUIT."""
+
     def __init__(
         self,
         host: str,
@@ -71,14 +75,19 @@ class SmtpMailer:
         username: str | None = None,
         password: str | None = None,
         timeout_s: float = 10.0,
+        connections: int = 4,
     ) -> None:
-        self._host = host
-        self._port = port
         self._sender = sender
-        self._starttls = starttls
-        self._username = username
-        self._password = password
-        self._timeout_s = timeout_s
+        self._connect_args = {
+            "hostname": host,
+            "port": port,
+            "start_tls": starttls,
+            "username": username,
+            "password": password,
+            "timeout": timeout_s,
+        }
+        self._slots = asyncio.Semaphore(connections)
+        self._idle: list[aiosmtplib.SMTP] = []
 
     def compose(self, delivery: ClaimedDelivery) -> EmailMessage:
         message = EmailMessage()
@@ -93,23 +102,52 @@ class SmtpMailer:
 
     async def send(self, delivery: ClaimedDelivery) -> SendResult:
         message = self.compose(delivery)
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=self._host,
-                port=self._port,
-                start_tls=self._starttls,
-                username=self._username,
-                password=self._password,
-                timeout=self._timeout_s,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as error:
-            return SendResult(ok=False, error=f"recipient refused: {error}", permanent=True)
-        except aiosmtplib.SMTPResponseException as error:
-            permanent = 500 <= error.code < 600
-            return SendResult(
-                ok=False, error=f"SMTP {error.code}: {error.message}", permanent=permanent
-            )
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            return SendResult(ok=False, error=f"SMTP server unreachable: {error!r}")
+        async with self._slots:
+            client = self._idle.pop() if self._idle else None
+            reused = client is not None
+            try:
+                if client is None or not client.is_connected:
+                    client = await self._connect()
+                    reused = False
+                try:
+                    await client.send_message(message)
+                except aiosmtplib.SMTPServerDisconnected:
+                    if not reused:
+                        raise
+                    # The server closed an idle pooled connection: one fresh try.
+                    client = await self._connect()
+                    await client.send_message(message)
+            except aiosmtplib.SMTPRecipientsRefused as error:
+                await _close(client)
+                return SendResult(ok=False, error=f"recipient refused: {error}", permanent=True)
+            except aiosmtplib.SMTPResponseException as error:
+                await _close(client)
+                return SendResult(
+                    ok=False,
+                    error=f"SMTP {error.code}: {error.message}",
+                    permanent=500 <= error.code < 600,
+                )
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+                await _close(client)
+                return SendResult(ok=False, error=f"SMTP server unreachable: {error!r}")
+            self._idle.append(client)
         return SendResult(ok=True, provider_message_id=message["Message-ID"])
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(**self._connect_args)  # type: ignore[arg-type]
+        await client.connect()
+        return client
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            await _close(client)
+
+
+async def _close(client: aiosmtplib.SMTP | None) -> None:
+    if client is None or not client.is_connected:
+        return
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        client.close()

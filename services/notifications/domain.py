@@ -5,6 +5,7 @@ section 6)."""
 from __future__ import annotations
 
 import random
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -70,7 +71,8 @@ class RetryPolicy:
 
     def delay_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Wait before attempt ``attempt + 1``; a provider's Retry-After is a floor."""
-        backoff = rng.uniform(0, min(self.max_s, self.base_s * 2 ** (attempt - 1)))
+        growth = 2.0 ** min(attempt - 1, 62)  # capped: no float overflow at any attempt
+        backoff = rng.uniform(0, min(self.max_s, self.base_s * growth))
         return max(backoff, retry_after_s or 0.0)
 
 
@@ -84,8 +86,18 @@ def short_nik(nik_masked: str) -> str:
     return "****" + nik_masked[-4:]
 
 
-def first_name(full_name: str) -> str:
-    return full_name.split()[0] if full_name.split() else full_name
+SMS_NAME_MAX = 40
+"""Keeps the confirmation within two SMS segments whatever the name. [decision]"""
+
+
+def sms_name(full_name: str) -> str:
+    """The first name, in plain GSM-7-safe ASCII and bounded in length: one typographic
+    apostrophe would otherwise switch the whole SMS to UCS-2 (70 characters a segment)."""
+    words = full_name.split()
+    first = words[0] if words else ""
+    first = first.replace("\u2019", "'").replace("\u2018", "'")
+    ascii_only = unicodedata.normalize("NFKD", first).encode("ascii", "ignore").decode()
+    return ascii_only[:SMS_NAME_MAX] or "Peserta"
 
 
 def mask_recipient(recipient: str) -> str:
@@ -99,12 +111,12 @@ def sms_text(c: Confirmation, help_line: str) -> str:
     start = f"{c.coverage_start:%d-%m-%Y}"
     if c.language == "en":
         return (
-            f"Perisai: {first_name(c.full_name)}, you are covered by BPJS Ketenagakerjaan "
+            f"Perisai: {sms_name(c.full_name)}, you are covered by BPJS Ketenagakerjaan "
             f"(JKK+JKM) from {start}, paid by Kota Pasuruan. Participant no. "
             f"{c.participant_number}, NIK {short_nik(c.nik_masked)}. Help: {help_line}"
         )
     return (
-        f"Perisai: {first_name(c.full_name)}, Anda terlindungi BPJS Ketenagakerjaan "
+        f"Perisai: {sms_name(c.full_name)}, Anda terlindungi BPJS Ketenagakerjaan "
         f"(JKK+JKM) mulai {start}, iuran dibayar Pemkot Pasuruan. No. peserta "
         f"{c.participant_number}, NIK {short_nik(c.nik_masked)}. Info: {help_line}"
     )

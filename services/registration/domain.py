@@ -38,7 +38,7 @@ FEMALE_DAY_OFFSET = 40
 PARTICIPANT_NUMBER_BASE_DIGITS = 10
 """Participant number: 10 digits from a sequence + 1 Luhn check digit = 11. [decision]"""
 
-_DIGITS = re.compile(r"^\d+$")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def luhn_check_digit(digits: str) -> str:
 def is_valid_participant_number(number: str) -> bool:
     return (
         len(number) == PARTICIPANT_NUMBER_BASE_DIGITS + 1
-        and number.isdigit()
+        and _ASCII_DIGITS.fullmatch(number) is not None
         and luhn_check_digit(number[:-1]) == number[-1]
     )
 
@@ -143,7 +143,7 @@ def validate_nik(nik: str, birth_date: date, gender: str) -> list[RejectionReaso
     """NIK structure and agreement with the birth date and gender given. The NIK's
     region prefix is where the person was first registered, so it is not checked
     against the domicile. [firm]"""
-    if len(nik) != NIK_LENGTH or not _DIGITS.match(nik):
+    if len(nik) != NIK_LENGTH or not _ASCII_DIGITS.fullmatch(nik):
         return [reason("NIK_FORMAT", "nik", f"NIK must be exactly {NIK_LENGTH} digits")]
     reasons = []
     if nik[0:2] == "00" or nik[2:4] == "00" or nik[4:6] == "00":
@@ -353,7 +353,9 @@ def rejected_event(command: EnrolmentCommand, rejected: Rejected) -> EnrolmentRe
         causation_id=command.causation_id,
         request_id=command.request_id,
         source=command.source,  # type: ignore[arg-type]
-        nik_masked=mask_nik(nik) if len(nik) == NIK_LENGTH and nik.isdigit() else None,
+        nik_masked=mask_nik(nik)
+        if len(nik) == NIK_LENGTH and _ASCII_DIGITS.fullmatch(nik)
+        else None,
         reasons=rejected.reasons,
     )
 

@@ -44,7 +44,9 @@ def codes(reasons: list[RejectionReason] | Any) -> set[str]:
 
 
 def command(request_id: str = "req-1", **worker: Any) -> EnrolmentCommand:
-    return EnrolmentCommand(request_id, "upstream", requested_worker(**worker), f"corr-{request_id}")
+    return EnrolmentCommand(
+        request_id, "upstream", requested_worker(**worker), f"corr-{request_id}"
+    )
 
 
 def fullwidth(digits: str) -> str:
@@ -146,9 +148,9 @@ class TestNik:
 
 # --- property tests ----------------------------------------------------------------
 
-regions = st.tuples(
-    st.integers(11, 94), st.integers(1, 99), st.integers(1, 99)
-).map(lambda r: f"{r[0]:02d}{r[1]:02d}{r[2]:02d}")
+regions = st.tuples(st.integers(11, 94), st.integers(1, 99), st.integers(1, 99)).map(
+    lambda r: f"{r[0]:02d}{r[1]:02d}{r[2]:02d}"
+)
 birth_dates = st.dates(min_value=date(1901, 1, 1), max_value=date(2099, 12, 31))
 genders = st.sampled_from(["M", "F"])
 serials = st.integers(1, 9999).map(lambda s: f"{s:04d}")
@@ -424,9 +426,7 @@ def test_duplicate_check_ignores_surrounding_whitespace() -> None:
 def test_fullwidth_nik_is_not_a_second_membership() -> None:
     """The NIK already enrolled, written in FULLWIDTH digits, must not enrol again."""
     nik = make_nik(BIRTH, "F")
-    decision = decide(
-        [command("req-1", nik=fullwidth(nik))], {nik: participant_number(7)}, TODAY
-    )
+    decision = decide([command("req-1", nik=fullwidth(nik))], {nik: participant_number(7)}, TODAY)
     assert decision.to_store == []
 
 

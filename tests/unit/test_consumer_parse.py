@@ -1,0 +1,221 @@
+"""The pure parts of batch consumption (shared.consumer.BatchConsumer.parse and
+dead_letter) and of the outbox (shared.outbox)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import asyncpg
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.consumer import BatchConsumer, dead_letter
+from shared.events import EnrolmentRequested, WorkerEnrolled, derive_event_id
+from shared.outbox import OutboxRecord, decode_headers, encode_headers
+from shared.topics import ENROLMENT_REQUESTED
+from tests.unit.factories import SAMPLES, enrolment_requested, uid
+
+PREFIX = "t1234."
+CONSUMER = "registration.enrolment-requested"
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    """What BatchConsumer reads of an aiokafka ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+async def no_handler(conn: Any, batch: list[Any]) -> list[Any]:
+    raise AssertionError("parse must not call the handler")
+
+
+def consumer(topic_prefix: str = "") -> BatchConsumer[EnrolmentRequested]:
+    return BatchConsumer(
+        cast(asyncpg.Pool, None),
+        CONSUMER,
+        EnrolmentRequested,
+        no_handler,
+        topic_prefix=topic_prefix,
+    )
+
+
+def record(
+    value: bytes | None,
+    offset: int = 0,
+    *,
+    topic: str = ENROLMENT_REQUESTED,
+    partition: int = 0,
+    key: bytes | None = b"dinsos-2026-000001",
+    headers: Sequence[tuple[str, bytes]] = (("correlation_id", b"req-1"),),
+) -> FakeRecord:
+    return FakeRecord(topic, partition, offset, key, value, tuple(headers))
+
+
+def wire(event: EnrolmentRequested) -> bytes:
+    return event.model_dump_json().encode()
+
+
+def header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes:
+    values = [value for key, value in headers if key == name]
+    assert len(values) == 1, f"{name}: {values}"
+    return values[0]
+
+
+# --- parse -------------------------------------------------------------------------
+
+
+def test_valid_messages_are_parsed() -> None:
+    first = enrolment_requested(event_id=uid("a"), request_id="r-a")
+    second = enrolment_requested(event_id=uid("b"), request_id="r-b")
+    events, dead = consumer().parse([record(wire(first), 0), record(wire(second), 1)])
+    assert events == [first, second]
+    assert dead == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason_fragment"),
+    [
+        (b"{not json", "json"),
+        (b"\xff\xfe\x00", ""),
+        (b'{"event_type": "enrolment.requested"}', "event_id"),
+        (b"[]", ""),
+        (b"null", ""),
+        (b"", "empty message value"),
+        (None, "empty message value"),
+    ],
+    ids=["invalid-json", "binary", "schema-invalid", "array", "null", "empty", "none"],
+)
+def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fragment: str) -> None:
+    bad = record(value, offset=41, partition=2, key=b"k-1")
+    events, [letter] = consumer().parse([bad])
+    assert events == []
+    assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
+    assert letter.value == (value or b"")
+    assert letter.key == b"k-1"
+    headers = list(letter.headers)
+    reason = header(headers, "dlq.reason").decode()
+    assert reason
+    assert reason_fragment.lower() in reason.lower()
+    assert header(headers, "dlq.consumer") == CONSUMER.encode()
+    assert header(headers, "dlq.origin.topic") == ENROLMENT_REQUESTED.encode()
+    assert header(headers, "dlq.origin.partition") == b"2"
+    assert header(headers, "dlq.origin.offset") == b"41"
+    assert header(headers, "dlq.failed_at")
+    assert ("correlation_id", b"req-1") in headers, "original headers are kept"
+
+
+def test_a_message_of_another_type_is_a_dead_letter() -> None:
+    other = SAMPLES[WorkerEnrolled]()
+    events, [letter] = consumer().parse([record(other.model_dump_json().encode())])
+    assert events == []
+    reason = header(letter.headers, "dlq.reason").decode()
+    assert "event_type" in reason or "Extra inputs" in reason
+
+
+def test_schema_errors_are_described_briefly() -> None:
+    data = json.loads(wire(enrolment_requested()))
+    for name in ("phone", "gender", "birth_date", "nik", "full_name", "address", "kelurahan"):
+        data["worker"][name] = None
+    _, [letter] = consumer().parse([record(json.dumps(data).encode())])
+    reason = header(letter.headers, "dlq.reason").decode()
+    assert "worker." in reason
+    assert "more" in reason  # at most five errors spelled out
+    assert "\n" not in reason
+
+
+def test_the_topic_prefix_is_stripped_from_the_dead_letter_topic() -> None:
+    bad = record(b"{", topic=PREFIX + ENROLMENT_REQUESTED)
+    _, [letter] = consumer(PREFIX).parse([bad])
+    assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
+    assert header(letter.headers, "dlq.origin.topic") == (PREFIX + ENROLMENT_REQUESTED).encode()
+
+
+def test_dead_letter_ids_are_deterministic_per_position() -> None:
+    bad = record(b"{", offset=7, partition=3)
+    _, [first] = consumer().parse([bad])
+    _, [again] = consumer().parse([record(b"also bad", offset=7, partition=3)])
+    _, [elsewhere] = consumer().parse([record(b"{", offset=8, partition=3)])
+    _, [other_partition] = consumer().parse([record(b"{", offset=7, partition=4)])
+    assert first.event_id == again.event_id
+    assert first.event_id == derive_event_id("dead-letter", ENROLMENT_REQUESTED, 3, 7)
+    assert len({first.event_id, elsewhere.event_id, other_partition.event_id}) == 3
+
+
+def test_duplicates_within_a_batch_are_kept_once() -> None:
+    event = enrolment_requested()
+    other = enrolment_requested(event_id=uid("other"), request_id="r-2")
+    events, dead = consumer().parse(
+        [record(wire(event), 0), record(wire(other), 1), record(wire(event), 2)]
+    )
+    assert events == [event, other]
+    assert dead == []
+
+
+def test_good_and_bad_messages_in_one_batch() -> None:
+    good = enrolment_requested()
+    events, dead = consumer().parse(
+        [record(b"", 0), record(wire(good), 1), record(b"{", 2), record(None, 3)]
+    )
+    assert events == [good]
+    assert [header(d.headers, "dlq.origin.offset") for d in dead] == [b"0", b"2", b"3"]
+    assert len({d.event_id for d in dead}) == 3
+
+
+def test_dead_letter_keeps_a_missing_key() -> None:
+    letter = dead_letter(record(b"{", key=None, headers=()), CONSUMER, "why")
+    assert letter.key is None
+    assert header(letter.headers, "dlq.reason") == b"why"
+
+
+# --- outbox ------------------------------------------------------------------------
+
+
+def test_outbox_record_of_an_event() -> None:
+    event = enrolment_requested()
+    stored = OutboxRecord.of(event)
+    assert stored.topic == EnrolmentRequested.TOPIC == ENROLMENT_REQUESTED
+    assert stored.key == event.request_id.encode()
+    assert stored.event_id == event.event_id
+    assert list(stored.headers) == event.kafka_headers()
+    assert EnrolmentRequested.model_validate_json(stored.value) == event
+
+
+@pytest.mark.parametrize("event_type", list(SAMPLES), ids=lambda t: t.__name__)
+def test_outbox_record_of_every_event_type(event_type: type) -> None:
+    event = SAMPLES[event_type]()
+    stored = OutboxRecord.of(event)
+    assert stored.topic == event.TOPIC
+    assert stored.key == event.kafka_key()
+    assert stored.event_id == event.event_id
+    assert event_type.model_validate_json(stored.value) == event
+
+
+def test_headers_round_trip_nul_and_arbitrary_bytes() -> None:
+    headers = [("a", b"\x00"), ("b", b""), ("c", bytes(range(256))), ("d", "é".encode())]
+    stored = encode_headers(headers)
+    assert "\x00" not in stored and "\\u0000" not in stored
+    assert decode_headers(stored) == headers
+
+
+def test_no_headers_round_trip() -> None:
+    assert decode_headers(encode_headers([])) == []
+
+
+@given(st.lists(st.tuples(st.text(max_size=20), st.binary(max_size=64)), max_size=10))
+def test_headers_round_trip_property(headers: list[tuple[str, bytes]]) -> None:
+    assert decode_headers(encode_headers(headers)) == headers
+
+
+def test_dead_letter_headers_survive_the_outbox_encoding() -> None:
+    _, [letter] = consumer().parse([record(b"\x00", offset=1)])
+    assert decode_headers(encode_headers(letter.headers)) == list(letter.headers)
