@@ -174,24 +174,46 @@ async def feed(
 
 
 def mismatches(entries: Sequence[CohortEntry], results: Sequence[dict]) -> list[dict[str, Any]]:
-    """Entries whose outcome differs from what the cohort expects (same order as input)."""
+    """Entries whose outcome differs from what the cohort expects (same order as input).
+
+    Requests sharing a NIK (a valid worker and its deliberate DUPLICATE_NIK copies) are
+    judged together: batches are sent concurrently, so whichever arrives first may be
+    the one enrolled; exactly one of them must be, the others rejected as duplicates.
+    """
     found = []
+    by_nik: dict[str, list[tuple[CohortEntry, dict]]] = {}
     for entry, result in zip(entries, results, strict=True):
-        codes = [reason.get("code") for reason in result.get("reasons") or []]
+        if entry.expected_reason in (None, "DUPLICATE_NIK"):
+            by_nik.setdefault(entry.worker.nik, []).append((entry, result))
+    shared_nik = {e.request_id for group in by_nik.values() if len(group) > 1 for e, _ in group}
+    for group in by_nik.values():
+        if len(group) > 1 and sum(r.get("outcome") == "enrolled" for _, r in group) != 1:
+            found += [_mismatch(e, r) for e, r in group]
+    for entry, result in zip(entries, results, strict=True):
+        if entry.request_id in shared_nik:
+            if result.get("outcome") == "rejected" and "DUPLICATE_NIK" not in _codes(result):
+                found.append(_mismatch(entry, result))
+            continue
         if entry.expected_reason is None:
             ok = result.get("outcome") == "enrolled"
         else:
-            ok = result.get("outcome") == "rejected" and entry.expected_reason in codes
+            ok = result.get("outcome") == "rejected" and entry.expected_reason in _codes(result)
         if not ok:
-            found.append(
-                {
-                    "request_id": entry.request_id,
-                    "expected": entry.expected_reason or "enrolled",
-                    "outcome": result.get("outcome"),
-                    "reasons": codes,
-                }
-            )
+            found.append(_mismatch(entry, result))
     return found
+
+
+def _codes(result: dict) -> list[str]:
+    return [reason.get("code") for reason in result.get("reasons") or []]
+
+
+def _mismatch(entry: CohortEntry, result: dict) -> dict[str, Any]:
+    return {
+        "request_id": entry.request_id,
+        "expected": entry.expected_reason or "enrolled",
+        "outcome": result.get("outcome"),
+        "reasons": _codes(result),
+    }
 
 
 class ProgressLine:

@@ -38,6 +38,7 @@ DEFAULT_PORT: Final = 18025
 E164_ID_MOBILE: Final = re.compile(r"^\+628\d{7,11}$")
 """Indonesian mobile numbers in E.164: +62 8xx, 10-14 characters after the plus."""
 MAX_LIST_LIMIT: Final = 100_000
+MAX_BULK: Final = 500
 
 
 class SendRequest(BaseModel):
@@ -49,6 +50,18 @@ class SendRequest(BaseModel):
     text: str = Field(min_length=1, max_length=1600)
     sender_id: str = Field(default="PERISAI", min_length=1, max_length=11)
     client_ref: str | None = Field(default=None, max_length=200)
+
+
+class BulkItem(SendRequest):
+    """One message of ``POST /v1/messages/bulk``, with its own idempotency key."""
+
+    idempotency_key: str = Field(min_length=1, max_length=200)
+
+
+class BulkRequest(BaseModel):
+    """Body of ``POST /v1/messages/bulk``: many messages in one request."""
+
+    messages: list[BulkItem] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class FaultRequest(BaseModel):
@@ -187,6 +200,39 @@ def create_app(log_path: Path | None = None) -> FastAPI:
                 return {"message_id": known, "status": "accepted", "duplicate": True}
             message = state.record(idempotency_key, request)
         return {"message_id": message["message_id"], "status": "accepted", "duplicate": False}
+
+    @app.post("/v1/messages/bulk")
+    async def send_bulk(body: BulkRequest) -> Any:
+        """Many messages, one result each (in order): accepted (maybe as a duplicate of
+        an earlier send with the same key) or rejected with the reason. An injected
+        fault answers the whole request."""
+        fault = state.take_fault()
+        if fault is not None:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+            return _error(fault.status, "injected_fault", "fault injected for testing", headers)
+        results: list[dict[str, Any]] = []
+        async with state.lock:
+            for item in body.messages:
+                key = item.idempotency_key
+                if not E164_ID_MOBILE.match(item.to):
+                    state.rejected += 1
+                    results.append(
+                        {"idempotency_key": key, "status": "rejected", "error": "invalid_number"}
+                    )
+                    continue
+                known = state.by_key.get(key)
+                if known is not None:
+                    state.duplicates += 1
+                message_id = known or state.record(key, item)["message_id"]
+                results.append(
+                    {
+                        "idempotency_key": key,
+                        "status": "accepted",
+                        "message_id": message_id,
+                        "duplicate": known is not None,
+                    }
+                )
+        return {"results": results}
 
     @app.get("/v1/messages")
     async def list_messages(

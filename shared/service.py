@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,23 @@ def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
 AppFactory = Callable[[Resources], FastAPI]
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so a clean stop
+    would end with exit code 143. Here a signal only asks for the graceful shutdown
+    (a second one forces it), and the process then exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.handle_exit, signum, None)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+
 async def _serve(spec: ServiceSpec, settings: ServiceSettings, build_app: AppFactory) -> None:
     async with open_resources(spec, settings) as resources:
         app = build_app(resources)
@@ -153,7 +171,7 @@ async def _serve(spec: ServiceSpec, settings: ServiceSettings, build_app: AppFac
             access_log=False,
             lifespan="on",
         )
-        await uvicorn.Server(config).serve()
+        await _Server(config).serve()
 
 
 async def _migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:

@@ -45,7 +45,13 @@ def create_app(resources: Resources) -> FastAPI:
     pool = resources.pool
     help_line = settings.help_line
 
-    sms = SmsGateway(settings.sms_gateway_url, settings.sms_sender_id, settings.send_timeout_s)
+    sms = SmsGateway(
+        settings.sms_gateway_url,
+        settings.sms_sender_id,
+        timeout_s=settings.send_timeout_s,
+        bulk_size=settings.sms_bulk_size,
+        concurrency=settings.sms_concurrency,
+    )
     mailer = SmtpMailer(
         settings.smtp_host,
         settings.smtp_port,
@@ -54,12 +60,12 @@ def create_app(resources: Resources) -> FastAPI:
         username=settings.smtp_username,
         password=settings.smtp_password,
         timeout_s=settings.send_timeout_s,
+        connections=settings.smtp_connections,
     )
     sender = DeliverySender(
         pool,
-        {"sms": sms.send, "email": mailer.send},
+        {"sms": sms.send_many, "email": mailer.send_many},
         RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s),
-        concurrency=settings.send_concurrency,
         batch_size=settings.send_batch_size,
         lease_s=settings.send_lease_s,
     )

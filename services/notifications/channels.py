@@ -5,6 +5,7 @@ or permanent (give up with the provider's reason)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -25,40 +26,80 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class SmsGateway:
-    """POST {base_url}/v1/messages with an Idempotency-Key: the delivery id, so a send
-    repeated after a crash is recognised by the gateway and not texted twice."""
+    """The generic JSON SMS gateway, used through its bulk API: one HTTP request per
+    ``bulk_size`` messages. Each message carries its delivery id as idempotency key, so
+    a send repeated after a crash is recognised by the gateway and not texted twice."""
 
-    def __init__(self, base_url: str, sender_id: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        sender_id: str,
+        *,
+        timeout_s: float = 10.0,
+        bulk_size: int = 100,
+        concurrency: int = 4,
+    ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout_s,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            limits=httpx.Limits(max_connections=concurrency),
         )
         self._sender_id = sender_id
+        self._bulk_size = bulk_size
+        self._slots = asyncio.Semaphore(concurrency)
 
-    async def send(self, delivery: ClaimedDelivery) -> SendResult:
-        try:
-            response = await self._client.post(
-                "/v1/messages",
-                json={
-                    "to": delivery.recipient,
-                    "text": delivery.body,
+    async def send_many(self, deliveries: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        chunks = [
+            deliveries[i : i + self._bulk_size] for i in range(0, len(deliveries), self._bulk_size)
+        ]
+        answers = await asyncio.gather(*(self._send_chunk(chunk) for chunk in chunks))
+        return [result for answer in answers for result in answer]
+
+    async def _send_chunk(self, chunk: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        payload = {
+            "messages": [
+                {
+                    "to": d.recipient,
+                    "text": d.body,
                     "sender_id": self._sender_id,
-                    "client_ref": str(delivery.delivery_id),
-                },
-                headers={"Idempotency-Key": str(delivery.delivery_id)},
+                    "client_ref": str(d.delivery_id),
+                    "idempotency_key": str(d.delivery_id),
+                }
+                for d in chunk
+            ]
+        }
+        async with self._slots:
+            try:
+                response = await self._client.post("/v1/messages/bulk", json=payload)
+            except httpx.HTTPError as error:
+                return [SendResult(ok=False, error=f"SMS gateway unreachable: {error!r}")] * len(
+                    chunk
+                )
+        if not response.is_success:
+            detail = f"SMS gateway answered {response.status_code}: {response.text[:200]}"
+            transient = response.status_code in TRANSIENT_HTTP
+            failed = SendResult(
+                ok=False,
+                error=detail,
+                permanent=not transient,
+                retry_after_s=_retry_after(response) if transient else None,
             )
-        except httpx.HTTPError as error:
-            return SendResult(ok=False, error=f"SMS gateway unreachable: {error!r}")
-        if response.is_success:
-            return SendResult(ok=True, provider_message_id=response.json().get("message_id"))
-        detail = f"SMS gateway answered {response.status_code}: {response.text[:200]}"
-        if response.status_code in TRANSIENT_HTTP:
-            return SendResult(ok=False, error=detail, retry_after_s=_retry_after(response))
-        return SendResult(ok=False, error=detail, permanent=True)
+            return [failed] * len(chunk)
+        by_key = {r.get("idempotency_key"): r for r in response.json().get("results", [])}
+        return [_item_result(by_key.get(str(d.delivery_id))) for d in chunk]
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _item_result(item: dict | None) -> SendResult:  # type: ignore[type-arg]
+    if item is None:
+        return SendResult(ok=False, error="SMS gateway returned no result for this message")
+    if item.get("status") == "accepted":
+        return SendResult(ok=True, provider_message_id=item.get("message_id"))
+    return SendResult(
+        ok=False, error=f"SMS gateway rejected it: {item.get('error')}", permanent=True
+    )
 
 
 class SmtpMailer:
@@ -132,6 +173,9 @@ class SmtpMailer:
                 return SendResult(ok=False, error=f"SMTP server unreachable: {error!r}")
             self._idle.append(client)
         return SendResult(ok=True, provider_message_id=message["Message-ID"])
+
+    async def send_many(self, deliveries: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        return list(await asyncio.gather(*(self.send(d) for d in deliveries)))
 
     async def _connect(self) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(**self._connect_args)  # type: ignore[arg-type]

@@ -25,17 +25,18 @@ from shared.faults import crash_point
 
 log = structlog.get_logger(__name__)
 
-Send = Callable[[ClaimedDelivery], Awaitable[SendResult]]
+SendMany = Callable[[Sequence[ClaimedDelivery]], Awaitable[list[SendResult]]]
+"""A channel: sends many deliveries (concurrently, in bulk, as it sees fit) and returns
+one result per delivery, in order. It bounds its own concurrency."""
 
 
 class DeliverySender:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        channels: dict[str, Send],
+        channels: dict[str, SendMany],
         policy: RetryPolicy,
         *,
-        concurrency: int = 32,
         batch_size: int = 200,
         lease_s: float = 120.0,
         poll_interval_s: float = 0.5,
@@ -43,7 +44,6 @@ class DeliverySender:
         self._pool = pool
         self._channels = channels
         self._policy = policy
-        self._limit = asyncio.Semaphore(concurrency)
         self._batch_size = batch_size
         self._lease_s = lease_s
         self._poll_interval_s = poll_interval_s
@@ -74,17 +74,25 @@ class DeliverySender:
             claimed = await store.claim_due(conn, self._batch_size, self._lease_s)
         if not claimed:
             return 0
-        results = await asyncio.gather(*(self._send(d) for d in claimed))
+        by_channel: dict[str, list[ClaimedDelivery]] = {}
+        for delivery in claimed:
+            by_channel.setdefault(delivery.channel, []).append(delivery)
+        answers = await asyncio.gather(
+            *(self._send(channel, group) for channel, group in by_channel.items())
+        )
+        sent = [pair for answer in answers for pair in answer]
         crash_point("notifications_after_send")
-        await self._record(claimed, results)
+        await self._record([d for d, _ in sent], [r for _, r in sent])
         return len(claimed)
 
-    async def _send(self, delivery: ClaimedDelivery) -> SendResult:
-        async with self._limit:
-            try:
-                return await self._channels[delivery.channel](delivery)
-            except Exception as error:  # an adapter bug must not stop the batch
-                return SendResult(ok=False, error=f"sender error: {error!r}")
+    async def _send(
+        self, channel: str, deliveries: list[ClaimedDelivery]
+    ) -> list[tuple[ClaimedDelivery, SendResult]]:
+        try:
+            results = await self._channels[channel](deliveries)
+        except Exception as error:  # an adapter bug must not stop the other channels
+            results = [SendResult(ok=False, error=f"sender error: {error!r}")] * len(deliveries)
+        return list(zip(deliveries, results, strict=True))
 
     async def _record(
         self, claimed: Sequence[ClaimedDelivery], results: Sequence[SendResult]

@@ -18,7 +18,11 @@ class NotificationSettings(ServiceSettings):
     smtp_password: str | None = None
     email_from: str = Field(default="Perisai Kota Pasuruan <perisai@pasuruankota.go.id>")
     help_line: str = Field(default="BPJSTK 175", description="Help line quoted in every message.")
-    send_concurrency: int = Field(default=32, ge=1, le=1000, description="Sends in flight.")
+    sms_bulk_size: int = Field(
+        default=100, ge=1, le=500, description="Messages per request to the SMS gateway."
+    )
+    sms_concurrency: int = Field(default=4, ge=1, le=64, description="SMS requests in flight.")
+    smtp_connections: int = Field(default=4, ge=1, le=64, description="Open SMTP connections.")
     send_batch_size: int = Field(default=200, ge=1, le=10_000, description="Deliveries per round.")
     send_timeout_s: float = Field(default=10.0, gt=0)
     send_lease_s: float = Field(

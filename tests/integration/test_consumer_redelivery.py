@@ -251,7 +251,7 @@ async def test_killed_after_db_commit_before_offset_commit_rereads_and_changes_n
         after_redelivery = await env.counts()
         # uvicorn re-raises the SIGTERM it handled once shutdown is complete, so a clean
         # stop ends "killed by SIGTERM"; the log shows the orderly shutdown.
-        assert await run.stop() in (0, -signal.SIGTERM), "SIGTERM did not stop the service"
+        assert await run.stop() == 0, "SIGTERM did not stop the service cleanly"
         assert '"service stopped"' in run.output(), "no orderly shutdown on SIGTERM"
 
     assert after_redelivery == {"policies": 1, "ledger": 1, "inbox": 1, "outbox": 0}

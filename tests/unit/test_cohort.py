@@ -239,3 +239,44 @@ def test_cli_writes_the_cohort(tmp_path: Path) -> None:
     assert cohort.main([*argv, "--out", str(out)]) == 0
     loaded = load_cohort(out)
     assert loaded == generate_cohort(40, invalid=8, seed=5, today=TODAY)
+
+
+def _result(entry: CohortEntry, outcome: str, *codes: str) -> dict:
+    return {
+        "request_id": entry.request_id,
+        "outcome": outcome,
+        "reasons": [{"code": c, "field": "nik", "message": ""} for c in codes],
+    }
+
+
+def test_mismatches_accept_either_request_of_a_duplicate_pair_winning() -> None:
+    from devtools.feeder import mismatches
+
+    entries = [e for e in generate_cohort(30, invalid=8, seed=7)]
+    duplicate = next(e for e in entries if e.expected_reason == "DUPLICATE_NIK")
+    original = next(
+        e for e in entries if e.expected_reason is None and e.worker.nik == duplicate.worker.nik
+    )
+    others = [e for e in entries if e not in (duplicate, original)]
+    expected_results = {
+        e.request_id: (
+            _result(e, "enrolled")
+            if e.expected_reason is None
+            else _result(e, "rejected", e.expected_reason)
+        )
+        for e in others
+    }
+
+    def results(original_outcome: dict, duplicate_outcome: dict) -> list[dict]:
+        chosen = {original.request_id: original_outcome, duplicate.request_id: duplicate_outcome}
+        return [chosen.get(e.request_id) or expected_results[e.request_id] for e in entries]
+
+    swapped = results(
+        _result(original, "rejected", "DUPLICATE_NIK"), _result(duplicate, "enrolled")
+    )
+    assert mismatches(entries, swapped) == []
+    both = results(_result(original, "enrolled"), _result(duplicate, "enrolled"))
+    assert {m["request_id"] for m in mismatches(entries, both)} == {
+        original.request_id,
+        duplicate.request_id,
+    }

@@ -1,0 +1,124 @@
+"""The notification channels against real servers on loopback: the SMS stand-in's
+bulk API (accepted, deduplicated by idempotency key, invalid numbers, injected
+outages) and the SMTP stand-in through the pooled mailer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from devtools.serving import serve_app
+from devtools.sms_gateway import create_app
+from devtools.smtp_sink import SmtpSink
+from services.notifications.channels import SmsGateway, SmtpMailer
+from services.notifications.domain import ClaimedDelivery
+
+pytestmark = pytest.mark.integration
+
+
+def delivery(channel: str, recipient: str, delivery_id: uuid.UUID | None = None) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        delivery_id=delivery_id or uuid.uuid4(),
+        worker_id=uuid.uuid4(),
+        channel=channel,  # type: ignore[arg-type]
+        template="policy_activated",
+        recipient=recipient,
+        subject="Perlindungan aktif" if channel == "email" else None,
+        body="Perisai: Anda terlindungi BPJS Ketenagakerjaan.",
+        attempts=1,
+        correlation_id="test",
+        causation_id=None,
+    )
+
+
+@pytest.fixture
+async def gateway_url() -> AsyncIterator[str]:
+    async with serve_app(create_app()) as url:
+        yield url
+
+
+@pytest.fixture
+async def sms(gateway_url: str) -> AsyncIterator[SmsGateway]:
+    gateway = SmsGateway(gateway_url, "PERISAI", bulk_size=7, concurrency=2)
+    yield gateway
+    await gateway.aclose()
+
+
+async def test_bulk_send_accepts_every_message_in_order(sms: SmsGateway, gateway_url: str) -> None:
+    batch = [delivery("sms", f"+6281234{i:06d}") for i in range(50)]
+    results = await sms.send_many(batch)
+    assert [r.ok for r in results] == [True] * 50
+    assert len({r.provider_message_id for r in results}) == 50
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(f"{gateway_url}/v1/stats")).json()
+    assert stats == {"accepted": 50, "duplicates": 0, "rejected": 0}
+
+
+async def test_a_repeated_send_is_recognised_by_its_idempotency_key(
+    sms: SmsGateway, gateway_url: str
+) -> None:
+    first = delivery("sms", "+6281299990000")
+    [before] = await sms.send_many([first])
+    [again] = await sms.send_many([first])  # e.g. resent after a crash before recording
+    assert again.ok and again.provider_message_id == before.provider_message_id
+    async with httpx.AsyncClient() as client:
+        stats = (await client.get(f"{gateway_url}/v1/stats")).json()
+    assert stats["accepted"] == 1 and stats["duplicates"] == 1
+
+
+async def test_an_invalid_number_fails_permanently_and_alone(sms: SmsGateway) -> None:
+    good, bad = delivery("sms", "+6281211112222"), delivery("sms", "+62343421234")
+    ok, refused = await sms.send_many([good, bad])
+    assert ok.ok
+    assert not refused.ok and refused.permanent and "invalid_number" in (refused.error or "")
+
+
+async def test_an_outage_is_transient_and_honours_retry_after(
+    sms: SmsGateway, gateway_url: str
+) -> None:
+    async with httpx.AsyncClient() as client:
+        armed = await client.post(
+            f"{gateway_url}/v1/faults", json={"status": 503, "count": 1, "retry_after": 7}
+        )
+        assert armed.status_code == 200
+    [result] = await sms.send_many([delivery("sms", "+6281233334444")])
+    assert not result.ok and not result.permanent and result.retry_after_s == 7
+
+
+async def test_an_unreachable_gateway_is_transient() -> None:
+    gateway = SmsGateway("http://127.0.0.1:1", "PERISAI", timeout_s=2)
+    try:
+        [result] = await gateway.send_many([delivery("sms", "+6281255556666")])
+    finally:
+        await gateway.aclose()
+    assert not result.ok and not result.permanent
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink("127.0.0.1", 0).start()
+    yield sink
+    sink.stop()
+
+
+async def test_pooled_mailer_delivers_every_email_once(smtp_sink: SmtpSink) -> None:
+    mailer = SmtpMailer("127.0.0.1", smtp_sink.port, "perisai@example.org", connections=3)
+    try:
+        batch = [delivery("email", f"worker{i}@example.com") for i in range(25)]
+        results = await mailer.send_many(batch)
+        assert all(r.ok for r in results), results
+        # The same delivery again (a retry) carries the same Message-ID.
+        [again] = await mailer.send_many([batch[0]])
+        assert again.provider_message_id == results[0].provider_message_id
+    finally:
+        await mailer.aclose()
+    assert smtp_sink.stats() == {"accepted": 25, "duplicates": 1}
+
+
+async def test_unreachable_smtp_server_is_transient() -> None:
+    mailer = SmtpMailer("127.0.0.1", 1, "perisai@example.org", timeout_s=2)
+    [result] = await mailer.send_many([delivery("email", "worker@example.com")])
+    assert not result.ok and not result.permanent
