@@ -39,6 +39,7 @@ status: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared services devtools infra
 
 ## asyncapi: regenerate the AsyncAPI documents in docs/asyncapi from the code
 asyncapi: setup

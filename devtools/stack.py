@@ -41,19 +41,29 @@ class StackConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def on_free_ports(cls, **kwargs: Any) -> StackConfig:
-        ports = {
-            name: free_port()
-            for name in (
-                "registration_port",
-                "coverage_port",
-                "notifications_port",
-                "sms_port",
-                "smtp_port",
-                "smtp_http_port",
-            )
-        }
-        return cls(**ports, **kwargs)
+    def on_free_ports(
+        cls,
+        *,
+        database_url: str,
+        kafka_bootstrap: str,
+        log_dir: Path,
+        topic_prefix: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> StackConfig:
+        """A configuration whose six ports were free a moment ago (for tests)."""
+        return cls(
+            database_url=database_url,
+            kafka_bootstrap=kafka_bootstrap,
+            log_dir=log_dir,
+            topic_prefix=topic_prefix,
+            registration_port=free_port(),
+            coverage_port=free_port(),
+            notifications_port=free_port(),
+            sms_port=free_port(),
+            smtp_port=free_port(),
+            smtp_http_port=free_port(),
+            extra_env=extra_env or {},
+        )
 
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"

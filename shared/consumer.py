@@ -147,7 +147,7 @@ class BatchConsumer(Generic[E]):
         self, records: Sequence[Record], events: list[E], dead: list[OutboxRecord]
     ) -> BatchOutcome:
         async with self._pool.acquire() as conn, conn.transaction():
-            ids = [e.event_id for e in events] + [d.event_id for d in dead]
+            ids = [e.event_id for e in events] + [d.event_id for d in dead if d.event_id]
             fresh_ids = await inbox.claim(conn, self.name, ids)
             fresh = [e for e in events if e.event_id in fresh_ids]
             fresh_dead = [d for d in dead if d.event_id in fresh_ids]

@@ -21,7 +21,6 @@ from services.notifications.domain import (
 )
 from shared import outbox
 from shared.events import Event
-from shared.faults import crash_point
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +80,6 @@ class DeliverySender:
             *(self._send(channel, group) for channel, group in by_channel.items())
         )
         sent = [pair for answer in answers for pair in answer]
-        crash_point("notifications_after_send")
         await self._record([d for d, _ in sent], [r for _, r in sent])
         return len(claimed)
 

@@ -18,7 +18,6 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +33,7 @@ from shared import topics
 from shared.events import WorkerEnrolled, derive_event_id
 from shared.faults import CRASH_EXIT_CODE
 from shared.kafka import ensure_topics
+from tests.factories import worker_enrolled
 from tests.integration.kafka_helpers import committed_offsets, eventually, read_topic
 
 pytestmark = pytest.mark.integration
@@ -44,21 +44,13 @@ AGREEMENT = "KOTA-PASURUAN-DBHCHT"
 
 
 def enrolled(n: int) -> WorkerEnrolled:
-    return WorkerEnrolled(
+    """A valid WorkerEnrolled with ids of its own."""
+    return worker_enrolled(
         event_id=uuid.uuid4(),
         correlation_id=f"corr-{uuid.uuid4().hex[:8]}",
         worker_id=uuid.uuid4(),
         participant_number=participant_number(n),
         request_id=f"req-{uuid.uuid4().hex[:8]}",
-        nik_masked="************0001",
-        full_name="Siti Aminah",
-        gender="F",
-        kecamatan_code="35.75.01",
-        kelurahan="Gadingrejo",
-        occupation="pedagang",
-        declared_income=1_000_000,
-        phone_e164="+6281234567890",
-        enrolled_on=date(2026, 1, 5),
     )
 
 

@@ -14,26 +14,19 @@ from services.registration.domain import participant_number
 from shared import inbox
 from shared.events import PolicyActivated, WorkerEnrolled
 from shared.outbox import OutboxRecord, decode_headers, enqueue, enqueue_events
+from tests.factories import worker_enrolled
 
 pytestmark = pytest.mark.integration
 
 
 def enrolled(worker_id: uuid.UUID | None = None, n: int = 1) -> WorkerEnrolled:
-    return WorkerEnrolled(
+    """A valid WorkerEnrolled with ids of its own."""
+    return worker_enrolled(
         event_id=uuid.uuid4(),
         correlation_id=f"corr-{uuid.uuid4().hex[:8]}",
         worker_id=worker_id or uuid.uuid4(),
         participant_number=participant_number(n),
         request_id=f"req-{uuid.uuid4().hex[:8]}",
-        nik_masked="************0001",
-        full_name="Siti Aminah",
-        gender="F",
-        kecamatan_code="35.75.01",
-        kelurahan="Gadingrejo",
-        occupation="pedagang",
-        declared_income=1_000_000,
-        phone_e164="+6281234567890",
-        enrolled_on=date(2026, 1, 5),
     )
 
 

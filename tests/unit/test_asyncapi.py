@@ -11,7 +11,7 @@ import yaml
 
 from shared import asyncapi, topics
 from shared.events import EVENT_TYPES
-from tests.unit.factories import SAMPLES
+from tests.factories import SAMPLES
 
 SERVICE_NAMES = [service.name for service in asyncapi.SERVICES]
 EXPECTED_TOPICS = {

@@ -17,7 +17,7 @@ from shared.consumer import BatchConsumer, dead_letter
 from shared.events import EnrolmentRequested, WorkerEnrolled, derive_event_id
 from shared.outbox import OutboxRecord, decode_headers, encode_headers
 from shared.topics import ENROLMENT_REQUESTED
-from tests.unit.factories import SAMPLES, enrolment_requested, uid
+from tests.factories import SAMPLES, enrolment_requested, uid
 
 PREFIX = "t1234."
 CONSUMER = "registration.enrolment-requested"

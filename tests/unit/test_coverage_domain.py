@@ -23,7 +23,7 @@ from services.coverage.domain import (
 )
 from services.registration.domain import participant_number
 from shared.events import PolicyActivated, PremiumPosted, WorkerEnrolled
-from tests.unit.factories import uid, worker_enrolled
+from tests.factories import uid, worker_enrolled
 
 DEFAULT_INCOME = 1_000_000
 MINIMUM_PACKAGE = 16_800  # JKK Rp 10,000 + JKM Rp 6,800

@@ -22,7 +22,7 @@ from shared.events import (
     derive_event_id,
 )
 from shared.settings import ServiceSettings
-from tests.unit.factories import SAMPLES, uid
+from tests.factories import SAMPLES, uid
 
 EVENT_IDS = [t.__name__ for t in EVENT_TYPES]
 ALL_MODELS: tuple[type[BaseModel], ...] = (*EVENT_TYPES, RequestedWorker, RejectionReason)

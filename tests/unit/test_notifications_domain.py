@@ -26,7 +26,7 @@ from services.notifications.domain import (
 )
 from services.registration.domain import mask_nik, participant_number
 from shared.events import NotificationFailed, NotificationSent
-from tests.unit.factories import uid
+from tests.factories import uid
 
 FULL_NIK = "3575014101900001"
 NUMBER = participant_number(1)

@@ -33,7 +33,7 @@ from services.registration.domain import (
     validate_nik,
 )
 from shared.events import EnrolmentRejected, RejectionReason, WorkerEnrolled
-from tests.unit.factories import TODAY, make_nik, requested_worker
+from tests.factories import TODAY, make_nik, requested_worker
 
 BIRTH = date(1990, 1, 1)
 

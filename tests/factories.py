@@ -1,4 +1,4 @@
-"""Valid sample messages and domain inputs for the unit tests. Every factory returns a
+"""Valid sample messages and domain inputs for the tests. Every factory returns a
 valid object; keyword arguments override single fields."""
 
 from __future__ import annotations
