@@ -3,14 +3,17 @@
 For one batch of Kafka records, in ONE database transaction:
 1. parse each record; one that is not a valid message of the expected schema becomes a
    dead letter (``<topic>.dlq``, headers say why, from where and when), written to the
-   outbox like any event, so it is neither lost nor allowed to block the partition;
+   outbox like any event, so it is neither lost nor allowed to block the partition
+   (likewise a message the handler fails on for a reason retrying cannot cure: the
+   batch is split until that one message is found);
 2. claim every event id in the inbox; ids already claimed are skipped (redelivery);
 3. hand the fresh events to the service's handler, which loads state, decides, saves,
    and returns the events to publish;
 4. write those events to the outbox.
 The caller acknowledges the Kafka offsets only after this returns, i.e. after the
-commit. A failing transaction is retried with backoff a bounded number of times, then
-the error propagates so the subscriber nacks (re-seeks) the batch: never skipped.
+commit. Any other failure (database unreachable, deadlock) is retried with backoff a
+bounded number of times, then propagates so the subscriber nacks (re-seeks) the batch:
+never skipped.
 """
 
 from __future__ import annotations
@@ -50,10 +53,34 @@ BatchHandler = Callable[[asyncpg.Connection, list[Any]], Awaitable[Sequence[Even
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    received: int
     handled: int
     duplicates: int
     dead_lettered: int
+
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        return BatchOutcome(
+            self.handled + other.handled,
+            self.duplicates + other.duplicates,
+            self.dead_lettered + other.dead_lettered,
+        )
+
+
+POISON_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,  # e.g. NUL in text, a number out of range
+    asyncpg.IntegrityConstraintViolationError,  # a NOT NULL, CHECK or foreign key refused it
+    ValueError,  # includes pydantic's ValidationError
+    TypeError,
+    LookupError,
+)
+"""Failures that come from the message itself: retrying cannot cure them, so the batch
+is split until the one message at fault is found and dead-lettered. Only these: any
+other failure (the database unreachable or refusing connections, a deadlock) is treated
+as transient, retried, and the batch re-read; when in doubt, nothing is dead-lettered."""
+
+
+def is_poison(error: BaseException) -> bool:
+    # A unique violation is a race with a concurrent transaction: retrying resolves it.
+    return isinstance(error, POISON_ERRORS) and not isinstance(error, asyncpg.UniqueViolationError)
 
 
 def _describe(error: ValidationError) -> str:
@@ -110,8 +137,10 @@ class BatchConsumer(Generic[E]):
         self._attempts = attempts
         self._retry_timeout_s = retry_timeout_s
 
-    def parse(self, records: Sequence[Record]) -> tuple[list[E], list[OutboxRecord]]:
-        events: dict[Any, E] = {}
+    def parse(self, records: Sequence[Record]) -> tuple[list[tuple[Record, E]], list[OutboxRecord]]:
+        """Each readable record with its event (the first of any repeated event id),
+        and a dead letter for each unreadable one."""
+        items: dict[Any, tuple[Record, E]] = {}
         dead: list[OutboxRecord] = []
         for record in records:
             if not record.value:
@@ -124,28 +153,55 @@ class BatchConsumer(Generic[E]):
             except ValidationError as error:
                 dead.append(dead_letter(record, self.name, _describe(error), self._topic_prefix))
                 continue
-            events.setdefault(event.event_id, event)
-        return list(events.values()), dead
+            items.setdefault(event.event_id, (record, event))
+        return list(items.values()), dead
 
     async def __call__(self, records: Sequence[Record]) -> BatchOutcome:
-        events, dead = self.parse(records)
+        items, dead = self.parse(records)
+        outcome = await self._isolating(items, dead)
+        crash_point(f"{self.name}_after_commit")
+        if outcome.dead_lettered:
+            log.warning("dead-lettered messages", consumer=self.name, count=outcome.dead_lettered)
+        return outcome
+
+    async def _isolating(
+        self, items: list[tuple[Record, E]], dead: list[OutboxRecord]
+    ) -> BatchOutcome:
+        """Apply the batch; if it fails for a reason retrying cannot cure, apply each
+        half on its own, down to the single message, which is then dead-lettered with
+        the error: one poison message must not stall every partition behind it.
+        Other failures (the database unreachable, a deadlock) are not isolated: they
+        propagate after the bounded retries, so the batch is re-read."""
+        try:
+            return await self._with_retries(items, dead)
+        except Exception as error:
+            if not items or not is_poison(error):
+                raise
+            if len(items) == 1:
+                [(record, _)] = items
+                log.error("message dead-lettered", consumer=self.name, error=repr(error))
+                reason = f"handler failed: {error!r}"[:1000]
+                poisoned = dead_letter(record, self.name, reason, self._topic_prefix)
+                return await self._with_retries([], [*dead, poisoned])
+            middle = len(items) // 2
+            first = await self._isolating(items[:middle], dead)
+            return first + await self._isolating(items[middle:], [])
+
+    async def _with_retries(
+        self, items: list[tuple[Record, E]], dead: list[OutboxRecord]
+    ) -> BatchOutcome:
         async for attempt in stamina.retry_context(
-            on=Exception,
+            on=lambda error: not is_poison(error),
             attempts=self._attempts,
             timeout=self._retry_timeout_s,
             wait_initial=0.2,
             wait_max=5.0,
         ):
             with attempt:
-                outcome = await self._apply(records, events, dead)
-        crash_point(f"{self.name}_after_commit")
-        if outcome.dead_lettered:
-            log.warning("dead-lettered messages", consumer=self.name, count=outcome.dead_lettered)
+                outcome = await self._apply([event for _, event in items], dead)
         return outcome
 
-    async def _apply(
-        self, records: Sequence[Record], events: list[E], dead: list[OutboxRecord]
-    ) -> BatchOutcome:
+    async def _apply(self, events: list[E], dead: list[OutboxRecord]) -> BatchOutcome:
         async with self._pool.acquire() as conn, conn.transaction():
             ids = [e.event_id for e in events] + [d.event_id for d in dead if d.event_id]
             fresh_ids = await inbox.claim(conn, self.name, ids)
@@ -154,7 +210,6 @@ class BatchConsumer(Generic[E]):
             produced = await self._handler(conn, fresh) if fresh else ()
             await outbox.enqueue(conn, [*fresh_dead, *map(OutboxRecord.of, produced)])
         return BatchOutcome(
-            received=len(records),
             handled=len(fresh),
             duplicates=len(events) - len(fresh),
             dead_lettered=len(fresh_dead),

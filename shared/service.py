@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
 import uvicorn
 import uvloop
+from aiokafka import ConsumerRecord
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from faststream import AckPolicy
@@ -204,6 +207,43 @@ def main(
         pass
 
 
+def _decodable(value: object) -> bool:
+    if not isinstance(value, bytes):
+        return False
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def tolerant_batch_parser(
+    records: tuple[ConsumerRecord, ...], original: Callable[..., Awaitable[Any]]
+) -> Any:
+    """FastStream decodes every header as UTF-8 while parsing a batch; one undecodable
+    (or null) header value fails the whole batch before any handler runs, and that
+    failure cannot even be nacked, since the nack parses again: the batch would be
+    skipped for good. Parse a copy without such headers instead; the handler still
+    receives the original records (and dead letters keep their headers as sent)."""
+    try:
+        return await original(records)
+    except (UnicodeDecodeError, AttributeError):
+        readable = tuple(
+            dataclasses.replace(r, headers=tuple(h for h in r.headers if _decodable(h[1])))
+            for r in records
+        )
+        message = await original(readable)
+        message.raw_message = records
+        return message
+
+
+async def raw_batch_decoder(message: Any) -> Any:
+    """No decoding by content-type: a record that claims to be JSON and is not would
+    otherwise fail the batch before the handler, forever. BatchConsumer parses each
+    record itself and dead-letters those that fail."""
+    return message.body
+
+
 def batch_subscriber(
     broker: KafkaBroker,
     resources: Resources,
@@ -224,6 +264,8 @@ def batch_subscriber(
         batch_timeout_ms=100,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_batch_parser,
+        decoder=raw_batch_decoder,
         title=f"{resources.spec.name}.{consumer}",
         description=description,
     )

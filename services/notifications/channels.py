@@ -14,8 +14,6 @@ import httpx
 
 from services.notifications.domain import ClaimedDelivery, SendResult
 
-TRANSIENT_HTTP = {408, 425, 429, 500, 502, 503, 504}
-
 
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after")
@@ -76,14 +74,11 @@ class SmsGateway:
                     chunk
                 )
         if not response.is_success:
+            # The gateway judged the request, not each message (overload, outage, or a
+            # misconfiguration such as bad credentials): retry, bounded by max_attempts.
+            # Only a per-message rejection is final.
             detail = f"SMS gateway answered {response.status_code}: {response.text[:200]}"
-            transient = response.status_code in TRANSIENT_HTTP
-            failed = SendResult(
-                ok=False,
-                error=detail,
-                permanent=not transient,
-                retry_after_s=_retry_after(response) if transient else None,
-            )
+            failed = SendResult(ok=False, error=detail, retry_after_s=_retry_after(response))
             return [failed] * len(chunk)
         by_key = {r.get("idempotency_key"): r for r in response.json().get("results", [])}
         return [_item_result(by_key.get(str(d.delivery_id))) for d in chunk]
@@ -160,7 +155,11 @@ class SmtpMailer:
                     await client.send_message(message)
             except aiosmtplib.SMTPRecipientsRefused as error:
                 await _close(client)
-                return SendResult(ok=False, error=f"recipient refused: {error}", permanent=True)
+                # 4xx (greylisting, mailbox busy) is worth retrying; only 5xx is final.
+                permanent = all(500 <= r.code < 600 for r in error.recipients)
+                return SendResult(
+                    ok=False, error=f"recipient refused: {error}", permanent=permanent
+                )
             except aiosmtplib.SMTPResponseException as error:
                 await _close(client)
                 return SendResult(

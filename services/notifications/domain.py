@@ -209,6 +209,7 @@ class ClaimedDelivery:
 @dataclass(frozen=True)
 class DeliveryUpdate:
     delivery_id: uuid.UUID
+    attempt: int  # the attempt this result is of: fences out a sender whose lease ran out
     status: str  # sent | retrying | failed
     provider_message_id: str | None
     error: str | None
@@ -220,7 +221,9 @@ def after_send(
 ) -> tuple[DeliveryUpdate, NotificationSent | NotificationFailed | None]:
     """The delivery's next state and the event to publish, if any."""
     if result.ok:
-        update = DeliveryUpdate(delivery.delivery_id, "sent", result.provider_message_id, None, 0)
+        update = DeliveryUpdate(
+            delivery.delivery_id, delivery.attempts, "sent", result.provider_message_id, None, 0
+        )
         return update, NotificationSent(
             event_id=derive_event_id("notification.sent", delivery.delivery_id),
             correlation_id=delivery.correlation_id,
@@ -235,7 +238,7 @@ def after_send(
         )
     error = result.error or "unknown error"
     if result.permanent or delivery.attempts >= policy.max_attempts:
-        update = DeliveryUpdate(delivery.delivery_id, "failed", None, error, 0)
+        update = DeliveryUpdate(delivery.delivery_id, delivery.attempts, "failed", None, error, 0)
         return update, NotificationFailed(
             event_id=derive_event_id("notification.failed", delivery.delivery_id),
             correlation_id=delivery.correlation_id,
@@ -249,4 +252,6 @@ def after_send(
             attempts=delivery.attempts,
         )
     delay = policy.delay_s(delivery.attempts, result.retry_after_s, rng)
-    return DeliveryUpdate(delivery.delivery_id, "retrying", None, error, delay), None
+    return DeliveryUpdate(
+        delivery.delivery_id, delivery.attempts, "retrying", None, error, delay
+    ), None

@@ -20,7 +20,7 @@ from services.notifications.domain import (
     after_send,
 )
 from shared import outbox
-from shared.events import Event
+from shared.events import NotificationFailed, NotificationSent
 
 log = structlog.get_logger(__name__)
 
@@ -76,9 +76,15 @@ class DeliverySender:
         by_channel: dict[str, list[ClaimedDelivery]] = {}
         for delivery in claimed:
             by_channel.setdefault(delivery.channel, []).append(delivery)
-        answers = await asyncio.gather(
-            *(self._send(channel, group) for channel, group in by_channel.items())
-        )
+        try:
+            # Bounded by the lease: past it, another sender may claim these deliveries.
+            async with asyncio.timeout(self._lease_s * 0.8):
+                answers = await asyncio.gather(
+                    *(self._send(channel, group) for channel, group in by_channel.items())
+                )
+        except TimeoutError:
+            log.warning("delivery round outlasted its lease; results unknown", count=len(claimed))
+            return len(claimed)
         sent = [pair for answer in answers for pair in answer]
         await self._record([d for d, _ in sent], [r for _, r in sent])
         return len(claimed)
@@ -96,12 +102,17 @@ class DeliverySender:
         self, claimed: Sequence[ClaimedDelivery], results: Sequence[SendResult]
     ) -> None:
         updates: list[DeliveryUpdate] = []
-        events: list[Event] = []
+        events: list[NotificationSent | NotificationFailed] = []
         for delivery, result in zip(claimed, results, strict=True):
             update, event = after_send(delivery, result, self._policy, self._rng)
             updates.append(update)
             if event is not None:
                 events.append(event)
         async with self._pool.acquire() as conn, conn.transaction():
-            await store.record(conn, updates)
-            await outbox.enqueue_events(conn, events)
+            recorded = await store.record(conn, updates)
+            await outbox.enqueue_events(
+                conn,
+                [e for e in events if e.delivery_id in recorded],  # type: ignore[attr-defined]
+            )
+        if len(recorded) < len(updates):
+            log.warning("results of expired leases ignored", count=len(updates) - len(recorded))

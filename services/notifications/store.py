@@ -4,6 +4,7 @@ caller's transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from uuid import UUID
 
 import asyncpg
 
@@ -147,10 +148,13 @@ async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> lis
     return [ClaimedDelivery(**row) for row in rows]
 
 
-async def record(conn: asyncpg.Connection, updates: Sequence[DeliveryUpdate]) -> None:
+async def record(conn: asyncpg.Connection, updates: Sequence[DeliveryUpdate]) -> set[UUID]:
+    """Record send results; return the deliveries actually updated. The attempt number
+    is a fencing token: a sender whose lease expired (and whose delivery another sender
+    re-claimed) records nothing."""
     if not updates:
-        return
-    await conn.execute(
+        return set()
+    rows = await conn.fetch(
         """UPDATE deliveries d
            SET status = u.status,
                provider_message_id = coalesce(u.provider_id, d.provider_message_id),
@@ -158,15 +162,19 @@ async def record(conn: asyncpg.Connection, updates: Sequence[DeliveryUpdate]) ->
                next_attempt_at = now() + make_interval(secs => u.retry_in),
                lease_until = NULL,
                sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE d.sent_at END
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[])
-                AS u(id, status, provider_id, error, retry_in)
-           WHERE d.delivery_id = u.id AND d.status = 'sending'""",
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[],
+                       $6::integer[])
+                AS u(id, status, provider_id, error, retry_in, attempt)
+           WHERE d.delivery_id = u.id AND d.status = 'sending' AND d.attempts = u.attempt
+           RETURNING d.delivery_id""",
         [u.delivery_id for u in updates],
         [u.status for u in updates],
         [u.provider_message_id for u in updates],
         [u.error for u in updates],
         [u.retry_in_s for u in updates],
+        [u.attempt for u in updates],
     )
+    return {row["delivery_id"] for row in rows}
 
 
 async def counts(conn: asyncpg.Connection) -> dict[str, object]:

@@ -146,7 +146,10 @@ class Env:
             await service.stop()
 
     async def publish(
-        self, *values: bytes | None, key: bytes | None = None
+        self,
+        *values: bytes | None,
+        key: bytes | None = None,
+        headers: list[list[tuple[str, bytes]]] | None = None,
     ) -> list[RecordMetadata]:
         """Send values to worker.enrolled on partition 0, in order, with an idempotent
         producer; return where each landed."""
@@ -157,9 +160,16 @@ class Env:
         try:
             return [
                 await asyncio.wait_for(
-                    producer.send_and_wait(self.enrolled_topic, value, key=key, partition=0), 15
+                    producer.send_and_wait(
+                        self.enrolled_topic,
+                        value,
+                        key=key,
+                        partition=0,
+                        headers=headers[index] if headers else None,
+                    ),
+                    15,
                 )
-                for value in values
+                for index, value in enumerate(values)
             ]
         finally:
             await producer.stop()
@@ -297,6 +307,42 @@ async def test_poison_messages_are_dead_lettered_and_do_not_block(env: Env) -> N
     assert "json" in by_offset[0][1].lower(), by_offset[0][1]
     assert "worker_id" in by_offset[2][1], by_offset[2][1]
     assert by_offset[3][1] == "empty message value"
+
+
+async def test_messages_that_would_stall_a_batch_are_handled_or_dead_lettered(env: Env) -> None:
+    """Three ways one record used to stall or silently skip a whole batch: a header that
+    is not UTF-8 (the batch failed in parsing, before any handler, and was skipped),
+    garbage labelled application/json (decoded before the handler: nacked forever), and
+    a valid message the database refuses (NUL in a text field: retried forever)."""
+    odd_header, poison, last = enrolled(5), enrolled(6), enrolled(7)
+    poison_value = poison.model_copy(update={"occupation": "pedagang\x00"}).model_dump_json()
+    json_header = [("content-type", b"application/json")]
+    sent = await env.publish(
+        odd_header.model_dump_json().encode(),
+        b"{not json",
+        poison_value.encode(),
+        last.model_dump_json().encode(),
+        key=b"k",
+        headers=[[("trace", b"\xff\xfe"), *json_header], json_header, json_header, json_header],
+    )
+
+    async with env.coverage() as run:
+        await env.wait_committed(sent[-1].offset + 1, timeout_s=60, process=run)
+        await eventually(
+            env.counts, lambda c: c["outbox"] == 0, timeout_s=15, what="the outbox to drain"
+        )
+        counts = await env.counts()
+
+    assert counts["policies"] == 2 and counts["ledger"] == 2, counts
+    dlq = env.topic_prefix + topics.dead_letter_topic(topics.WORKER_ENROLLED)
+    letters = await read_topic(env.kafka_bootstrap, dlq, at_least=2)
+    reasons = {
+        int(dict(m.headers)["dlq.origin.offset"]): dict(m.headers)["dlq.reason"].decode()
+        for m in letters
+    }
+    assert set(reasons) == {sent[1].offset, sent[2].offset}, reasons
+    assert "json" in reasons[sent[1].offset].lower()
+    assert reasons[sent[2].offset].startswith("handler failed"), reasons
 
 
 def _database_name(url: str) -> str:

@@ -77,8 +77,8 @@ def header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes:
 def test_valid_messages_are_parsed() -> None:
     first = enrolment_requested(event_id=uid("a"), request_id="r-a")
     second = enrolment_requested(event_id=uid("b"), request_id="r-b")
-    events, dead = consumer().parse([record(wire(first), 0), record(wire(second), 1)])
-    assert events == [first, second]
+    items, dead = consumer().parse([record(wire(first), 0), record(wire(second), 1)])
+    assert [event for _, event in items] == [first, second]
     assert dead == []
 
 
@@ -97,8 +97,8 @@ def test_valid_messages_are_parsed() -> None:
 )
 def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fragment: str) -> None:
     bad = record(value, offset=41, partition=2, key=b"k-1")
-    events, [letter] = consumer().parse([bad])
-    assert events == []
+    items, [letter] = consumer().parse([bad])
+    assert [event for _, event in items] == []
     assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
     assert letter.value == (value or b"")
     assert letter.key == b"k-1"
@@ -116,8 +116,8 @@ def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fra
 
 def test_a_message_of_another_type_is_a_dead_letter() -> None:
     other = SAMPLES[WorkerEnrolled]()
-    events, [letter] = consumer().parse([record(other.model_dump_json().encode())])
-    assert events == []
+    items, [letter] = consumer().parse([record(other.model_dump_json().encode())])
+    assert [event for _, event in items] == []
     reason = header(letter.headers, "dlq.reason").decode()
     assert "event_type" in reason or "Extra inputs" in reason
 
@@ -154,19 +154,19 @@ def test_dead_letter_ids_are_deterministic_per_position() -> None:
 def test_duplicates_within_a_batch_are_kept_once() -> None:
     event = enrolment_requested()
     other = enrolment_requested(event_id=uid("other"), request_id="r-2")
-    events, dead = consumer().parse(
+    items, dead = consumer().parse(
         [record(wire(event), 0), record(wire(other), 1), record(wire(event), 2)]
     )
-    assert events == [event, other]
+    assert [event for _, event in items] == [event, other]
     assert dead == []
 
 
 def test_good_and_bad_messages_in_one_batch() -> None:
     good = enrolment_requested()
-    events, dead = consumer().parse(
+    items, dead = consumer().parse(
         [record(b"", 0), record(wire(good), 1), record(b"{", 2), record(None, 3)]
     )
-    assert events == [good]
+    assert [event for _, event in items] == [good]
     assert [header(d.headers, "dlq.origin.offset") for d in dead] == [b"0", b"2", b"3"]
     assert len({d.event_id for d in dead}) == 3
 
