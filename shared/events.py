@@ -59,6 +59,8 @@ MaskedNik = Annotated[
         examples=["************0001"],
     ),
 ]
+PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+"""No control characters: identifiers are stored and shown."""
 SchemaVersion1 = Annotated[
     Literal[1],
     Field(
@@ -186,6 +188,7 @@ class EnrolmentRequested(Event):
     request_id: str = Field(
         min_length=1,
         max_length=128,
+        pattern=PRINTABLE,
         description="The requester's idempotency key: sending the same request_id again "
         "gives the same outcome and creates nothing new.",
         examples=["dinsos-2026-000123"],

@@ -19,6 +19,9 @@ JKM_MONTHLY_RUPIAH = 6_800
 """JKM is a flat Rp 6,800 per month. [firm]"""
 PROGRAMMES: tuple[str, ...] = ("JKK", "JKM")
 """The city pays JKK and JKM; JHT is optional and not city-funded. [firm]"""
+MINIMUM_PACKAGE_INCOME = 1_000_000
+"""The lowest declared-income bracket; its JKK (Rp 10,000) + JKM is the minimum package
+every city programme pays. [firm]"""
 BPJSTK_RECEIVABLE_ACCOUNT = "bpjstk:receivable"
 
 POLICY_NAMESPACE = uuid.UUID("8e2f4a6c-1d3b-4c5e-9f7a-0b1c2d3e4f50")
@@ -36,6 +39,8 @@ class Tariff:
     payer_types: frozenset[str]
     jkk_basis_points: int
     jkm_monthly: int
+    jkk_income_basis: int | None = None
+    """Income the JKK is computed on; None means the worker's declared income."""
 
     def applies(self, period: date, payer_type: str) -> bool:
         in_window = self.effective_from <= period and (
@@ -55,11 +60,22 @@ TARIFFS: tuple[Tariff, ...] = (
         JKK_RATE_BASIS_POINTS // 2,
         JKM_MONTHLY_RUPIAH // 2,
     ),
+    # Budget-paid programmes pay the minimum package whatever the worker declares:
+    # Rp 16,800 = JKK on Rp 1,000,000 + JKM, billed headcount x rate x months. [firm]
+    Tariff(
+        "CITY-MINIMUM-PACKAGE",
+        date(2015, 7, 1),
+        None,
+        frozenset({"apbd", "apbn"}),
+        JKK_RATE_BASIS_POINTS,
+        JKM_MONTHLY_RUPIAH,
+        jkk_income_basis=MINIMUM_PACKAGE_INCOME,
+    ),
     Tariff(
         "BPU-STANDARD",
         date(2015, 7, 1),
         None,
-        frozenset({"self", "apbd", "apbn"}),
+        frozenset({"self"}),
         JKK_RATE_BASIS_POINTS,
         JKM_MONTHLY_RUPIAH,
     ),
@@ -83,7 +99,8 @@ def premium_for(
     """The month's premium from the tariff in force that month for that payer."""
     for tariff in tariffs:
         if tariff.applies(period, payer_type):
-            jkk = declared_income * tariff.jkk_basis_points // 10_000
+            income = tariff.jkk_income_basis or declared_income
+            jkk = income * tariff.jkk_basis_points // 10_000
             return Premium(jkk=jkk, jkm=tariff.jkm_monthly, tariff_code=tariff.code)
     raise LookupError(f"no tariff for payer type {payer_type!r} in {period:%Y-%m}")
 

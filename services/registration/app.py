@@ -28,6 +28,7 @@ from services.registration.settings import RegistrationSettings
 from shared import outbox, topics
 from shared.consumer import BatchConsumer
 from shared.events import (
+    PRINTABLE,
     EnrolmentRejected,
     EnrolmentRequested,
     Event,
@@ -52,7 +53,9 @@ RACE_ERRORS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
 class EnrolmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str = Field(min_length=1, max_length=128, description="Idempotency key.")
+    request_id: str = Field(
+        min_length=1, max_length=128, pattern=PRINTABLE, description="Idempotency key."
+    )
     worker: RequestedWorker
 
 

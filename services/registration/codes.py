@@ -35,3 +35,6 @@ OCCUPATIONS: Final[dict[str, str]] = {
 
 MINIMUM_DECLARED_INCOME: Final = 1_000_000
 """Lowest declared monthly income for BPU participants, Rupiah. [soft]"""
+
+MAXIMUM_DECLARED_INCOME: Final = 20_700_000
+"""Highest declared monthly income bracket for BPU participants, Rupiah. [soft]"""

@@ -8,6 +8,7 @@ clerk can fix a row in one go.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 from services.registration.codes import (
     KABUPATEN_PASURUAN,
     KOTA_PASURUAN_KECAMATAN,
+    MAXIMUM_DECLARED_INCOME,
     MINIMUM_DECLARED_INCOME,
     OCCUPATIONS,
 )
@@ -231,10 +233,25 @@ def normalise_email(email: str | None) -> tuple[str | None, list[RejectionReason
     return result.normalized, []
 
 
+TEXT_FIELDS = ("nik", "full_name", "address", "kelurahan", "kecamatan_code", "phone", "email")
+
+
+def validate_text(request: RequestedWorker) -> list[RejectionReason]:
+    """Control characters (NUL, line breaks, ...) have no place in these fields; NUL
+    cannot even be stored."""
+    return [
+        reason("TEXT_INVALID", name, "contains control characters")
+        for name in TEXT_FIELDS
+        if any(unicodedata.category(char) == "Cc" for char in getattr(request, name) or "")
+    ]
+
+
 def validate(
     request: RequestedWorker, today: date, ages: AgeRule = DEFAULT_AGE_RULE
 ) -> ValidWorker | list[RejectionReason]:
-    reasons: list[RejectionReason] = []
+    reasons = validate_text(request)
+    if reasons:
+        return reasons
     if not request.full_name.strip():
         reasons.append(reason("NAME_INVALID", "full_name", "name is empty"))
     nik = request.nik.strip()
@@ -266,6 +283,14 @@ def validate(
                 "INCOME_BELOW_MINIMUM",
                 "declared_income",
                 f"declared income must be at least Rp {MINIMUM_DECLARED_INCOME:,}",
+            )
+        )
+    elif request.declared_income > MAXIMUM_DECLARED_INCOME:
+        reasons.append(
+            reason(
+                "INCOME_ABOVE_MAXIMUM",
+                "declared_income",
+                f"declared income must be at most Rp {MAXIMUM_DECLARED_INCOME:,}",
             )
         )
     if reasons:

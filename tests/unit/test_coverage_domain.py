@@ -67,7 +67,7 @@ def test_city_pays_the_full_minimum_package_every_month(period: date) -> None:
     """The 2026-27 BPU discount (PP 50/2025) excludes APBD-paid members."""
     premium = premium_for(DEFAULT_INCOME, period, "apbd")
     assert (premium.jkk, premium.jkm, premium.total) == (10_000, 6_800, MINIMUM_PACKAGE)
-    assert premium.tariff_code == "BPU-STANDARD"
+    assert premium.tariff_code == "CITY-MINIMUM-PACKAGE"
 
 
 @pytest.mark.parametrize("payer_type", ["apbd", "apbn"])
@@ -111,9 +111,9 @@ def test_tariffs_use_integer_money() -> None:
         assert isinstance(tariff.jkm_monthly, int)
 
 
-@given(st.integers(1_000_000, 20_700_000), st.sampled_from(["apbd", "apbn"]))
-def test_jkk_is_one_percent_of_declared_income(income: int, payer_type: str) -> None:
-    premium = premium_for(income, date(2026, 6, 1), payer_type)
+@given(st.integers(1_000_000, 20_700_000))
+def test_self_paid_jkk_is_one_percent_of_declared_income(income: int) -> None:
+    premium = premium_for(income, date(2025, 6, 1), "self")
     assert isinstance(premium.jkk, int)
     assert premium.jkk == income // 100
     assert premium.jkm == JKM_MONTHLY_RUPIAH
@@ -123,11 +123,19 @@ def test_jkk_is_one_percent_of_declared_income(income: int, payer_type: str) -> 
 @given(st.integers(10_000, 207_000))
 def test_jkk_is_exact_for_whole_hundreds(hundreds_of_rupiah: int) -> None:
     income = hundreds_of_rupiah * 100
-    assert premium_for(income, date(2025, 6, 1), "apbd").jkk * 100 == income
+    assert premium_for(income, date(2025, 6, 1), "self").jkk * 100 == income
 
 
 def test_highest_bracket() -> None:
-    assert premium_for(20_700_000, date(2025, 6, 1), "apbd").jkk == 207_000
+    assert premium_for(20_700_000, date(2025, 6, 1), "self").jkk == 207_000
+
+
+@given(st.integers(1_000_000, 20_700_000), st.sampled_from(["apbd", "apbn"]))
+def test_budget_payers_pay_the_minimum_package_whatever_the_declared_income(
+    income: int, payer_type: str
+) -> None:
+    premium = premium_for(income, date(2026, 6, 1), payer_type)
+    assert (premium.jkk, premium.jkm, premium.total) == (10_000, 6_800, MINIMUM_PACKAGE)
 
 
 # --- agreements --------------------------------------------------------------------
@@ -250,8 +258,14 @@ def test_ledger_entry_debits_the_payer_and_credits_bpjstk() -> None:
     assert isinstance(entry.entry_id, uuid.UUID)
 
 
-def test_premium_uses_the_declared_income() -> None:
+def test_the_city_pays_the_minimum_package_whatever_the_declared_income() -> None:
     [entry] = activate([enrolled(1, declared_income=2_500_000)], [CITY], date(2025, 6, 2)).entries
+    assert (entry.premium.jkk, entry.premium.total) == (10_000, MINIMUM_PACKAGE)
+
+
+def test_a_self_paying_member_pays_on_the_declared_income() -> None:
+    own = Agreement("SELF", "Peserta", "self", "mandiri", date(2025, 1, 1), None)
+    [entry] = activate([enrolled(1, declared_income=2_500_000)], [own], date(2025, 6, 2)).entries
     assert (entry.premium.jkk, entry.premium.total) == (25_000, 31_800)
 
 

@@ -347,6 +347,21 @@ def test_income_below_minimum() -> None:
     assert isinstance(validate(ok, TODAY), ValidWorker)
 
 
+def test_income_above_the_highest_bracket() -> None:
+    assert codes(validate(requested_worker(declared_income=20_700_001), TODAY)) == {
+        "INCOME_ABOVE_MAXIMUM"
+    }
+    assert isinstance(validate(requested_worker(declared_income=20_700_000), TODAY), ValidWorker)
+
+
+@pytest.mark.parametrize("field", ["full_name", "address", "kelurahan", "phone", "email"])
+@pytest.mark.parametrize("control", ["\x00", "\n", "\x7f"])
+def test_control_characters_are_refused_naming_the_field(field: str, control: str) -> None:
+    worker = requested_worker(**{field: f"ab{control}cd"})
+    [refusal] = validate(worker, TODAY)  # type: ignore[misc]
+    assert (refusal.code, refusal.field) == ("TEXT_INVALID", field)
+
+
 def test_every_reason_is_reported_together() -> None:
     worker = requested_worker(
         nik=make_nik(BIRTH, "M", serial="0000"),  # gender mismatch + serial
