@@ -136,6 +136,11 @@ async def run(args: argparse.Namespace) -> int:
         if wrong:
             print(f"{len(wrong)} outcomes differ from the cohort's expectations, e.g. {wrong[:3]}")
             return 1
+        deliveries = report.summary["notifications"]["deliveries"]
+        failed = sum(statuses.get("failed", 0) for statuses in deliveries.values())
+        if failed:
+            print(f"{failed} confirmations could not be delivered: see {log_dir}/notifications.log")
+            return 1
         if args.exit:
             return 0
         print("Running. Press Ctrl-C to stop the services (Kafka and PostgreSQL keep running;")

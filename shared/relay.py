@@ -82,6 +82,17 @@ class OutboxRelay:
                 await listener
             await self._discard_producer()
 
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Publish what is left (at shutdown, after the consumers stopped), bounded."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while await self.publish_batch():
+                    pass
+        except Exception as error:
+            log.warning("outbox not fully drained; the rest goes at next start", error=repr(error))
+        finally:
+            await self._discard_producer()
+
     async def publish_batch(self) -> int:
         """One round; returns how many records were published."""
         async with self._pool.acquire() as conn, conn.transaction():

@@ -112,11 +112,13 @@ async def running(resources: Resources, broker: KafkaBroker) -> AsyncIterator[No
     try:
         yield
     finally:
-        # Consumers first, so nothing new reaches the outbox; then the relay.
+        # Consumers first, so nothing new reaches the outbox; then the relay, which
+        # publishes what the last batches wrote before it stops.
         await broker.stop()
         relay_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await relay_task
+        await resources.relay.drain()
         log.info("service stopped")
 
 

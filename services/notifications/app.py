@@ -127,9 +127,12 @@ def create_app(resources: Resources) -> FastAPI:
             try:
                 yield
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                # Let the round in flight finish and record its results, so nothing
+                # is left leased (and sent again after the lease) by a clean stop.
+                sender.stop()
+                # On timeout wait_for cancels it; its leases expire and it is resent.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(task, sender.longest_round_s + 5)
                 await sms.aclose()
                 await mailer.aclose()
 

@@ -24,6 +24,10 @@ from shared.events import NotificationFailed, NotificationSent
 
 log = structlog.get_logger(__name__)
 
+ROUND_SHARE_OF_LEASE = 0.8
+"""A round must end well before its lease does: past the lease, another sender may
+claim the same deliveries."""
+
 SendMany = Callable[[Sequence[ClaimedDelivery]], Awaitable[list[SendResult]]]
 """A channel: sends many deliveries (concurrently, in bulk, as it sees fit) and returns
 one result per delivery, in order. It bounds its own concurrency."""
@@ -47,14 +51,24 @@ class DeliverySender:
         self._lease_s = lease_s
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
+        self._stopping = False
         self._rng = random.Random()
 
     def wake(self) -> None:
         """New deliveries were queued: look now rather than at the next poll."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Finish the round in progress, then return from run()."""
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def longest_round_s(self) -> float:
+        return self._lease_s * ROUND_SHARE_OF_LEASE
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 handled = await self.send_batch()
             except asyncio.CancelledError:
@@ -63,7 +77,7 @@ class DeliverySender:
                 log.warning("delivery round failed", error=repr(error))
                 await asyncio.sleep(1)
                 continue
-            if handled < self._batch_size:
+            if handled < self._batch_size and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
                 self._wake.clear()
@@ -78,7 +92,7 @@ class DeliverySender:
             by_channel.setdefault(delivery.channel, []).append(delivery)
         try:
             # Bounded by the lease: past it, another sender may claim these deliveries.
-            async with asyncio.timeout(self._lease_s * 0.8):
+            async with asyncio.timeout(self.longest_round_s):
                 answers = await asyncio.gather(
                     *(self._send(channel, group) for channel, group in by_channel.items())
                 )

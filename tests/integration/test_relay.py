@@ -199,3 +199,24 @@ async def test_more_rows_than_batch_size_are_fully_drained(
     main = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=177)
     side = await read_topic(kafka_bootstrap, topic_prefix + other, at_least=60)
     assert sorted(m.value for m in main + side) == sorted(r.value for r in records)
+
+
+async def test_drain_at_shutdown_publishes_what_is_left(
+    shared_schema_pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    await ensure_topics(kafka_bootstrap, [topic_prefix + TOPIC])
+    records = [record(f"k{n % 3}", n) for n in range(120)]
+    async with shared_schema_pool.acquire() as conn:
+        await enqueue(conn, records)
+    relay = OutboxRelay(
+        shared_schema_pool,
+        SCHEMA,
+        producer_factory(kafka_bootstrap),
+        batch_size=50,
+        topic_prefix=topic_prefix,
+    )
+    await relay.drain(timeout_s=20)  # not running: exactly what a stopping service does
+    assert await outbox_count(shared_schema_pool) == 0
+    assert relay.published == 120
+    published = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=120)
+    assert sorted(m.value for m in published) == sorted(r.value for r in records)
