@@ -63,19 +63,32 @@ async def run_cohort(
     results = await feed(stack.config.registration_url, entries, on_progress=on_feed_progress)
     fed = time.monotonic()
     expected = Expected.from_results(entries, results)
+    summary = await wait_until_delivered(
+        stack, expected, timeout_s=timeout_s - (fed - started), on_progress=on_delivery_progress
+    )
+    return RunReport(results, expected, summary, fed - started, time.monotonic() - started)
+
+
+async def wait_until_delivered(
+    stack: LocalStack,
+    expected: Expected,
+    *,
+    timeout_s: float,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Poll the services' figures until every expected policy exists and every expected
+    message has finished; return the last figures."""
     target = expected.sms + expected.emails
-    deadline = started + timeout_s
+    deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient() as client:
         while True:
             summary = await stack.summary(client)
             done = _finished(summary, "sms") + _finished(summary, "email")
             policies = sum(summary["coverage"]["policies"].values())
-            if on_delivery_progress is not None:
-                on_delivery_progress(done, target)
+            if on_progress is not None:
+                on_progress(done, target)
             if done >= target and policies >= expected.enrolled:
-                return RunReport(
-                    results, expected, summary, fed - started, time.monotonic() - started
-                )
+                return summary
             if time.monotonic() > deadline:
                 raise PipelineTimeout(
                     f"after {timeout_s:.0f} s: {done}/{target} messages finished, "
