@@ -36,6 +36,7 @@ from shared.events import EVENT_TYPES, Event
 from shared.relay import OutboxRelay
 from shared.service import Resources
 from shared.settings import ServiceSettings
+from shared.topics import DEAD_LETTER_SUFFIX
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.4.0"
@@ -187,6 +188,47 @@ def _describe_event_messages(doc: dict[str, Any]) -> None:
         message["bindings"] = event_key_binding(event)
 
 
+DEAD_LETTER_SCHEMA = "DeadLetter"
+DEAD_LETTER_HEADERS = {
+    "dlq.reason": "Why the consumer could not read or apply the record.",
+    "dlq.consumer": "The consumer that gave up on it, e.g. coverage.worker-enrolled.",
+    "dlq.origin.topic": "Topic the record was read from.",
+    "dlq.origin.partition": "Partition it was read from.",
+    "dlq.origin.offset": "Offset it was read at.",
+    "dlq.failed_at": "When it was dead-lettered (ISO 8601, UTC).",
+}
+
+
+def _describe_dead_letters(doc: dict[str, Any]) -> None:
+    """Dead-letter topics carry the original record's bytes, whatever they were, plus
+    the original headers and the dlq.* headers saying why and from where."""
+    components = doc.setdefault("components", {})
+    messages = components.setdefault("messages", {})
+    for channel in doc.get("channels", {}).values():
+        if not channel["address"].endswith(DEAD_LETTER_SUFFIX):
+            continue
+        for message_ref in channel.get("messages", {}).values():
+            message = messages[_ref_name(message_ref, MESSAGES_REF)]
+            message["name"] = "dead-letter"
+            message["summary"] = "A record no consumer could read or apply, as it was received."
+            message["payload"] = {"$ref": SCHEMAS_REF + DEAD_LETTER_SCHEMA}
+            message["headers"] = {
+                "type": "object",
+                "properties": {
+                    name: {"type": "string", "description": text}
+                    for name, text in DEAD_LETTER_HEADERS.items()
+                },
+                "required": list(DEAD_LETTER_HEADERS),
+            }
+            components.setdefault("schemas", {})[DEAD_LETTER_SCHEMA] = {
+                "title": DEAD_LETTER_SCHEMA,
+                "type": "string",
+                "format": "binary",
+                "description": "The original record's value, byte for byte (it may not be "
+                "JSON at all: that can be why it is here).",
+            }
+
+
 def _sorted(mapping: dict[str, Any]) -> dict[str, Any]:
     return {key: mapping[key] for key in sorted(mapping)}
 
@@ -224,6 +266,7 @@ def build_document(service: ServiceDoc) -> dict[str, Any]:
     doc: dict[str, Any] = specification.to_jsonable()
     _fill_subscriber_payloads(doc, settings.topic_prefix)
     _describe_event_messages(doc)
+    _describe_dead_letters(doc)
     return _canonical(doc)
 
 

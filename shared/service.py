@@ -34,7 +34,7 @@ from shared.logs import configure_logging
 from shared.migrations import MigrationError, apply_migrations
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
-from shared.topics import ALL_TOPICS
+from shared.topics import ALL_TOPICS, dead_letter_topic
 
 log = structlog.get_logger(__name__)
 
@@ -258,6 +258,13 @@ def batch_subscriber(
     handler returned (its transaction committed), a failed batch nacked so it is
     re-read instead of skipped. One consumer group per (service, consumer)."""
     settings = resources.settings
+    broker.publisher(  # documentation only: the relay publishes dead letters
+        settings.topic_prefix + dead_letter_topic(topic),
+        title=f"{resources.spec.name}.{consumer}.dlq",
+        description=f"Records of {topic} that {resources.spec.name} could not read or apply, "
+        "unchanged, with headers dlq.reason, dlq.consumer, dlq.origin.topic, "
+        "dlq.origin.partition, dlq.origin.offset and dlq.failed_at.",
+    )
     return broker.subscriber(  # type: ignore[no-any-return]
         settings.topic_prefix + topic,
         group_id=f"{settings.topic_prefix}{resources.spec.name}.{consumer}",
