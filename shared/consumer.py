@@ -4,8 +4,8 @@ For one batch of Kafka records, in ONE database transaction:
 1. parse each record; one that is not a valid message of the expected schema becomes a
    dead letter (``<topic>.dlq``, headers say why, from where and when), written to the
    outbox like any event, so it is neither lost nor allowed to block the partition
-   (likewise a message the handler fails on for a reason retrying cannot cure: the
-   batch is split until that one message is found);
+   (likewise a message whose data the database refuses, when that message alone
+   fails: see BatchConsumer._isolate);
 2. claim every event id in the inbox; ids already claimed are skipped (redelivery);
 3. hand the fresh events to the service's handler, which loads state, decides, saves,
    and returns the events to publish;
@@ -66,21 +66,24 @@ class BatchOutcome:
 
 
 POISON_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,  # e.g. NUL in text, a number out of range
-    asyncpg.IntegrityConstraintViolationError,  # a NOT NULL, CHECK or foreign key refused it
-    ValueError,  # includes pydantic's ValidationError
-    TypeError,
-    LookupError,
+    asyncpg.DataError,  # SQLSTATE class 22: the value itself (NUL in text, out of range)
+    asyncpg.CardinalityViolationError,  # 21000: e.g. one key twice in one upsert
+    ValidationError,  # a value our models refuse
 )
-"""Failures that come from the message itself: retrying cannot cure them, so the batch
-is split until the one message at fault is found and dead-lettered. Only these: any
-other failure (the database unreachable or refusing connections, a deadlock) is treated
-as transient, retried, and the batch re-read; when in doubt, nothing is dead-lettered."""
+"""Failures that come from a message's data: retrying cannot cure them, so the batch is
+split to find the message at fault (see BatchConsumer._isolate). Only these: anything
+else (the database unreachable or refusing connections, a deadlock, a constraint a
+migration added, a bug) is treated as ours, retried, and the batch re-read. When in
+doubt, nothing is dead-lettered."""
+
+LONE_POISON_LIMIT = 3
+"""One-message batches failing on their data in a row before the consumer suspects
+itself and stops dead-lettering them."""
 
 
 def is_poison(error: BaseException) -> bool:
     # A unique violation is a race with a concurrent transaction: retrying resolves it.
-    return isinstance(error, POISON_ERRORS) and not isinstance(error, asyncpg.UniqueViolationError)
+    return isinstance(error, POISON_ERRORS)
 
 
 def _describe(error: ValidationError) -> str:
@@ -136,6 +139,7 @@ class BatchConsumer(Generic[E]):
         self._handler = handler
         self._attempts = attempts
         self._retry_timeout_s = retry_timeout_s
+        self._lone_poison_streak = 0
 
     def parse(self, records: Sequence[Record]) -> tuple[list[tuple[Record, E]], list[OutboxRecord]]:
         """Each readable record with its event (the first of any repeated event id),
@@ -158,34 +162,68 @@ class BatchConsumer(Generic[E]):
 
     async def __call__(self, records: Sequence[Record]) -> BatchOutcome:
         items, dead = self.parse(records)
-        outcome = await self._isolating(items, dead)
+        try:
+            outcome = await self._with_retries(items, dead)
+        except Exception as error:
+            if not items or not is_poison(error):
+                raise
+            outcome = await self._isolate(items, dead, error)
+        else:
+            self._lone_poison_streak = 0
         crash_point(f"{self.name}_after_commit")
         if outcome.dead_lettered:
             log.warning("dead-lettered messages", consumer=self.name, count=outcome.dead_lettered)
         return outcome
 
-    async def _isolating(
-        self, items: list[tuple[Record, E]], dead: list[OutboxRecord]
+    async def _isolate(
+        self, items: list[tuple[Record, E]], dead: list[OutboxRecord], error: BaseException
     ) -> BatchOutcome:
-        """Apply the batch; if it fails for a reason retrying cannot cure, apply each
-        half on its own, down to the single message, which is then dead-lettered with
-        the error: one poison message must not stall every partition behind it.
-        Other failures (the database unreachable, a deadlock) are not isolated: they
-        propagate after the bounded retries, so the batch is re-read."""
-        try:
-            return await self._with_retries(items, dead)
-        except Exception as error:
-            if not items or not is_poison(error):
-                raise
-            if len(items) == 1:
-                [(record, _)] = items
-                log.error("message dead-lettered", consumer=self.name, error=repr(error))
-                reason = f"handler failed: {error!r}"[:1000]
-                poisoned = dead_letter(record, self.name, reason, self._topic_prefix)
-                return await self._with_retries([], [*dead, poisoned])
-            middle = len(items) // 2
-            first = await self._isolating(items[:middle], dead)
-            return first + await self._isolating(items[middle:], [])
+        """The batch failed for a reason that looks like its data. Apply halves on their
+        own down to single messages, and dead-letter the messages that fail alone, so
+        that one poison message does not stall every partition behind it.
+
+        Only when the fault is isolated: if every message fails on its own, the cause is
+        more likely ours (a migration, a constraint, a bug) than theirs, and the batch is
+        re-read (raise) instead of dead-lettering the lot. A one-message batch cannot
+        show that; after a few such lone failures in a row the consumer stops
+        dead-lettering the same way."""
+        applied = BatchOutcome(0, 0, 0)
+        failed: list[tuple[Record, BaseException]] = []
+
+        async def visit(part: list[tuple[Record, E]]) -> None:
+            nonlocal applied
+            try:
+                applied += await self._with_retries(part, [])
+            except Exception as part_error:
+                if not is_poison(part_error):
+                    raise
+                if len(part) == 1:
+                    failed.append((part[0][0], part_error))
+                    return
+                await visit(part[: len(part) // 2])
+                await visit(part[len(part) // 2 :])
+
+        await visit(items)
+        if len(failed) == len(items):
+            if len(items) > 1:
+                raise error  # every message fails alone: systemic, not the messages
+            self._lone_poison_streak += 1
+            if self._lone_poison_streak > LONE_POISON_LIMIT:
+                raise error
+        else:
+            self._lone_poison_streak = 0
+        letters = [
+            dead_letter(record, self.name, f"handler failed: {cause!r}"[:1000], self._topic_prefix)
+            for record, cause in failed
+        ]
+        for record, cause in failed:
+            log.error(
+                "message dead-lettered",
+                consumer=self.name,
+                origin=f"{record.topic}/{record.partition}/{record.offset}",
+                error=repr(cause),
+            )
+        return applied + await self._with_retries([], [*dead, *letters])
 
     async def _with_retries(
         self, items: list[tuple[Record, E]], dead: list[OutboxRecord]
