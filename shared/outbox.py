@@ -37,12 +37,18 @@ class OutboxRecord:
 
 
 def encode_headers(headers: Headers) -> str:
-    # Hex keeps arbitrary header bytes exact (jsonb cannot hold NUL).
-    return json.dumps([[name, value.hex()] for name, value in headers])
+    # Hex keeps header names and values exact: jsonb cannot hold NUL, and a record
+    # being dead-lettered may carry anything.
+    return json.dumps(
+        [[name.encode(errors="surrogateescape").hex(), value.hex()] for name, value in headers]
+    )
 
 
 def decode_headers(stored: str) -> list[tuple[str, bytes]]:
-    return [(name, bytes.fromhex(value)) for name, value in json.loads(stored)]
+    return [
+        (bytes.fromhex(name).decode(errors="surrogateescape"), bytes.fromhex(value))
+        for name, value in json.loads(stored)
+    ]
 
 
 async def enqueue(conn: asyncpg.Connection, records: Sequence[OutboxRecord]) -> None:

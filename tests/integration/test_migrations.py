@@ -12,12 +12,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from shared.migrations import MigrationError, apply_migrations
+from shared.migrations import SHARED_MIGRATIONS, MigrationError, apply_migrations
 
 pytestmark = pytest.mark.integration
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
-SHARED = ["shared/0001_outbox_inbox.sql"]
+SHARED = [f"shared/{path.name}" for path in sorted(SHARED_MIGRATIONS.glob("*.sql"))]
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ async def test_reapply_applies_nothing_and_new_file_applied_later(
 ) -> None:
     folder = tmp_path / "m"
     write(folder, "0001_things.sql", "CREATE TABLE things (id int PRIMARY KEY);")
-    assert len(await apply_migrations(conn, "svc_b", folder)) == 2
+    assert len(await apply_migrations(conn, "svc_b", folder)) == len(SHARED) + 1
 
     assert await apply_migrations(conn, "svc_b", folder) == []
 

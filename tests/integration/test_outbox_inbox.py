@@ -113,7 +113,7 @@ async def test_raw_records_keep_null_key_and_arbitrary_header_bytes(
     assert row["key"] is None
     assert row["value"] == b"\x00not json\xff"
     assert decode_headers(row["headers"]) == list(record.headers)
-    assert json.loads(row["headers"])[1] == ["binary", "0001fe"]
+    assert json.loads(row["headers"])[1] == [b"binary".hex(), "0001fe"]
 
 
 async def test_outbox_insert_notifies_the_schema_channel(

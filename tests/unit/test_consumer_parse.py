@@ -219,3 +219,12 @@ def test_headers_round_trip_property(headers: list[tuple[str, bytes]]) -> None:
 def test_dead_letter_headers_survive_the_outbox_encoding() -> None:
     _, [letter] = consumer().parse([record(b"\x00", offset=1)])
     assert decode_headers(encode_headers(letter.headers)) == list(letter.headers)
+
+
+def test_header_names_with_nul_round_trip_through_the_outbox_encoding() -> None:
+    from shared.outbox import decode_headers, encode_headers
+
+    headers = [("trace\x00id", b"v"), ("plain", b"\x00"), ("caf\u00e9", b"")]
+    stored = encode_headers(headers)
+    assert "\\u0000" not in stored  # jsonb cannot hold NUL
+    assert decode_headers(stored) == headers
