@@ -98,6 +98,7 @@ class Event(BaseModel):
     correlation_id: str = Field(
         min_length=1,
         max_length=128,
+        pattern=PRINTABLE,
         description="Follows one enrolment from its first request through every event it "
         "causes, across services.",
         examples=["req-2026-11-30-000001"],

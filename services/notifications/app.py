@@ -66,6 +66,7 @@ def create_app(resources: Resources) -> FastAPI:
         pool,
         {"sms": sms.send_many, "email": mailer.send_many},
         RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s),
+        chunk_sizes={"sms": settings.sms_bulk_size, "email": 1},
         batch_size=settings.send_batch_size,
         lease_s=settings.send_lease_s,
     )
@@ -132,7 +133,7 @@ def create_app(resources: Resources) -> FastAPI:
                 sender.stop()
                 # On timeout wait_for cancels it; its leases expire and it is resent.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(task, sender.longest_round_s + 5)
+                    await asyncio.wait_for(task, settings.shutdown_grace_s)
                 await sms.aclose()
                 await mailer.aclose()
 

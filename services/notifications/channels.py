@@ -160,6 +160,15 @@ class SmtpMailer:
                 return SendResult(
                     ok=False, error=f"recipient refused: {error}", permanent=permanent
                 )
+            except (
+                aiosmtplib.SMTPConnectResponseError,
+                aiosmtplib.SMTPHeloError,
+                aiosmtplib.SMTPAuthenticationError,
+            ) as error:
+                # The server refused us, not this message (greeting, EHLO, credentials):
+                # a misconfiguration or an outage, worth retrying.
+                await _close(client)
+                return SendResult(ok=False, error=f"SMTP server refused the session: {error}")
             except aiosmtplib.SMTPResponseException as error:
                 await _close(client)
                 return SendResult(

@@ -65,9 +65,9 @@ class Message:
 class RetryPolicy:
     """Exponential backoff with full jitter, bounded in attempts. [decision]"""
 
-    max_attempts: int = 8
+    max_attempts: int = 12
     base_s: float = 2.0
-    max_s: float = 300.0
+    max_s: float = 600.0
 
     def delay_s(self, attempt: int, retry_after_s: float | None, rng: random.Random) -> float:
         """Wait before attempt ``attempt + 1``; a provider's Retry-After is a floor."""

@@ -29,8 +29,9 @@ ROUND_SHARE_OF_LEASE = 0.8
 claim the same deliveries."""
 
 SendMany = Callable[[Sequence[ClaimedDelivery]], Awaitable[list[SendResult]]]
-"""A channel: sends many deliveries (concurrently, in bulk, as it sees fit) and returns
-one result per delivery, in order. It bounds its own concurrency."""
+"""A channel: sends a chunk of deliveries (at most its chunk size; in bulk where the
+provider allows it) and returns one result per delivery, in order. It bounds its own
+concurrency."""
 
 
 class DeliverySender:
@@ -40,12 +41,14 @@ class DeliverySender:
         channels: dict[str, SendMany],
         policy: RetryPolicy,
         *,
+        chunk_sizes: dict[str, int] | None = None,
         batch_size: int = 200,
         lease_s: float = 120.0,
         poll_interval_s: float = 0.5,
     ) -> None:
         self._pool = pool
         self._channels = channels
+        self._chunk_sizes = chunk_sizes or {}
         self._policy = policy
         self._batch_size = batch_size
         self._lease_s = lease_s
@@ -83,25 +86,70 @@ class DeliverySender:
                 self._wake.clear()
 
     async def send_batch(self) -> int:
+        await self._fail_abandoned()
         async with self._pool.acquire() as conn:
-            claimed = await store.claim_due(conn, self._batch_size, self._lease_s)
+            claimed = await store.claim_due(
+                conn, self._batch_size, self._lease_s, self._policy.max_attempts
+            )
         if not claimed:
             return 0
+        sent = await self._send_within_round(claimed)
+        await self._record([d for d, _ in sent], [r for _, r in sent])
+        return len(claimed)
+
+    async def _send_within_round(
+        self, claimed: Sequence[ClaimedDelivery]
+    ) -> list[tuple[ClaimedDelivery, SendResult]]:
+        """Send every chunk concurrently; whatever has not finished when the round's
+        time is up (it must end before its lease) is recorded as a transient failure,
+        so it is retried (and counted against max_attempts), never silently re-sent."""
         by_channel: dict[str, list[ClaimedDelivery]] = {}
         for delivery in claimed:
             by_channel.setdefault(delivery.channel, []).append(delivery)
-        try:
-            # Bounded by the lease: past it, another sender may claim these deliveries.
-            async with asyncio.timeout(self.longest_round_s):
-                answers = await asyncio.gather(
-                    *(self._send(channel, group) for channel, group in by_channel.items())
+        chunks = {
+            asyncio.create_task(self._send(channel, group[i : i + size])): group[i : i + size]
+            for channel, group in by_channel.items()
+            for size in [self._chunk_sizes.get(channel, 1)]
+            for i in range(0, len(group), size)
+        }
+        done, pending = await asyncio.wait(chunks, timeout=self.longest_round_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning("sends unfinished at the end of the round", chunks=len(pending))
+        sent: list[tuple[ClaimedDelivery, SendResult]] = []
+        for task, chunk in chunks.items():
+            if task in done:
+                sent += task.result()
+            else:
+                unfinished = SendResult(ok=False, error="send did not finish within the round")
+                sent += [(delivery, unfinished) for delivery in chunk]
+        return sent
+
+    async def _fail_abandoned(self) -> None:
+        """Deliveries whose sender died holding them, on every one of max_attempts
+        attempts, fail (with their event) instead of being claimed forever."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            abandoned = await store.abandoned(conn, self._policy.max_attempts)
+            if not abandoned:
+                return
+            results = [
+                after_send(
+                    delivery,
+                    SendResult(
+                        ok=False, error="its sender stopped on every attempt", permanent=True
+                    ),
+                    self._policy,
+                    self._rng,
                 )
-        except TimeoutError:
-            log.warning("delivery round outlasted its lease; results unknown", count=len(claimed))
-            return len(claimed)
-        sent = [pair for answer in answers for pair in answer]
-        await self._record([d for d, _ in sent], [r for _, r in sent])
-        return len(claimed)
+                for delivery in abandoned
+            ]
+            recorded = await store.record(conn, [update for update, _ in results])
+            await outbox.enqueue_events(
+                conn,
+                [e for _, e in results if e is not None and e.delivery_id in recorded],
+            )
 
     async def _send(
         self, channel: str, deliveries: list[ClaimedDelivery]

@@ -31,6 +31,18 @@ class NotificationSettings(ServiceSettings):
         description="A delivery claimed for sending by a process that then died is "
         "claimed again after this long.",
     )
-    max_attempts: int = Field(default=8, ge=1, description="Attempts before giving up.")
+    max_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description="Attempts before giving up. With the default backoff a delivery "
+        "rides out a provider outage of about 20 minutes on average.",
+    )
     retry_base_s: float = Field(default=2.0, gt=0)
-    retry_max_s: float = Field(default=300.0, gt=0)
+    retry_max_s: float = Field(default=600.0, gt=0)
+    shutdown_grace_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="On SIGTERM, how long the delivery round in flight may take to finish "
+        "and record; keep it under the orchestrator's kill timeout.",
+    )

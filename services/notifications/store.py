@@ -125,14 +125,17 @@ async def queue(conn: asyncpg.Connection, messages: Sequence[Message]) -> int:
     return len(rows)
 
 
-async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> list[ClaimedDelivery]:
+async def claim_due(
+    conn: asyncpg.Connection, limit: int, lease_s: float, max_attempts: int | None = None
+) -> list[ClaimedDelivery]:
     """Take up to ``limit`` deliveries that are due, or whose sender died holding them
     (lease expired), and lease them to this process."""
     rows = await conn.fetch(
         """WITH due AS (
                SELECT delivery_id FROM deliveries
                WHERE (status IN ('queued', 'retrying') AND next_attempt_at <= now())
-                  OR (status = 'sending' AND lease_until < now())
+                  OR (status = 'sending' AND lease_until < now()
+                      AND ($3::integer IS NULL OR attempts < $3))
                ORDER BY next_attempt_at
                LIMIT $1
                FOR UPDATE SKIP LOCKED)
@@ -144,6 +147,21 @@ async def claim_due(conn: asyncpg.Connection, limit: int, lease_s: float) -> lis
                      d.subject, d.body, d.attempts, d.correlation_id, d.causation_id""",
         limit,
         lease_s,
+        max_attempts,
+    )
+    return [ClaimedDelivery(**row) for row in rows]
+
+
+async def abandoned(conn: asyncpg.Connection, max_attempts: int) -> list[ClaimedDelivery]:
+    """Deliveries whose lease expired on their last allowed attempt (their sender died
+    each time), locked for the caller's transaction."""
+    rows = await conn.fetch(
+        """SELECT delivery_id, worker_id, channel, template, recipient, subject, body,
+                  attempts, correlation_id, causation_id
+           FROM deliveries
+           WHERE status = 'sending' AND lease_until < now() AND attempts >= $1
+           FOR UPDATE SKIP LOCKED""",
+        max_attempts,
     )
     return [ClaimedDelivery(**row) for row in rows]
 

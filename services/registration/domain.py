@@ -234,24 +234,27 @@ def normalise_email(email: str | None) -> tuple[str | None, list[RejectionReason
 
 
 TEXT_FIELDS = ("nik", "full_name", "address", "kelurahan", "kecamatan_code", "phone", "email")
+MULTILINE_FIELDS = ("address",)
+"""Addresses arrive from spreadsheets with line breaks; those are kept."""
+LINE_BREAKS = frozenset("\t\n\r")
 
 
 def validate_text(request: RequestedWorker) -> list[RejectionReason]:
-    """Control characters (NUL, line breaks, ...) have no place in these fields; NUL
-    cannot even be stored."""
-    return [
-        reason("TEXT_INVALID", name, "contains control characters")
-        for name in TEXT_FIELDS
-        if any(unicodedata.category(char) == "Cc" for char in getattr(request, name) or "")
-    ]
+    """Control characters (NUL, escape, ...) have no place in these fields; NUL cannot
+    even be stored."""
+    reasons = []
+    for name in TEXT_FIELDS:
+        allowed = LINE_BREAKS if name in MULTILINE_FIELDS else frozenset()
+        value = getattr(request, name) or ""
+        if any(unicodedata.category(c) == "Cc" and c not in allowed for c in value):
+            reasons.append(reason("TEXT_INVALID", name, "contains control characters"))
+    return reasons
 
 
 def validate(
     request: RequestedWorker, today: date, ages: AgeRule = DEFAULT_AGE_RULE
 ) -> ValidWorker | list[RejectionReason]:
     reasons = validate_text(request)
-    if reasons:
-        return reasons
     if not request.full_name.strip():
         reasons.append(reason("NAME_INVALID", "full_name", "name is empty"))
     nik = request.nik.strip()

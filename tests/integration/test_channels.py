@@ -4,6 +4,7 @@ outages) and the SMTP stand-in through the pooled mailer."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -122,3 +123,23 @@ async def test_unreachable_smtp_server_is_transient() -> None:
     mailer = SmtpMailer("127.0.0.1", 1, "perisai@example.org", timeout_s=2)
     [result] = await mailer.send_many([delivery("email", "worker@example.com")])
     assert not result.ok and not result.permanent
+
+
+async def test_an_smtp_server_refusing_the_session_is_transient() -> None:
+    """A 554 greeting (or a refused login) is about the session, not this message."""
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"554 5.7.1 no service for you\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    mailer = SmtpMailer("127.0.0.1", port, "perisai@example.org", timeout_s=5)
+    try:
+        [result] = await mailer.send_many([delivery("email", "worker@example.com")])
+    finally:
+        await mailer.aclose()
+        server.close()
+        await server.wait_closed()
+    assert not result.ok and not result.permanent, result

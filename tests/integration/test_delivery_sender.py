@@ -122,27 +122,49 @@ async def test_fake_channel_permanent_failure_fails_at_once(pool: asyncpg.Pool) 
     assert await outbox_topics(pool) == ["notification.failed.v1"]
 
 
-async def test_fake_channel_slower_than_the_lease_gives_up_its_round(pool: asyncpg.Pool) -> None:
-    """A round may not outlast its lease: past it another sender may send the same
-    delivery, so the slow one stops and records nothing; the delivery is sent once."""
-    queued = message()
-    await queue(pool, queued)
-    sends: list[str] = []
+async def test_fake_channel_slower_than_the_round_is_recorded_as_unfinished(
+    pool: asyncpg.Pool,
+) -> None:
+    """A round may not outlast its lease (past it another sender may claim the same
+    deliveries). What has not finished by then is recorded as a transient failure and
+    retried later, counted against max_attempts; what finished is recorded as usual."""
+    slow_email, quick_sms = message("email"), message("sms")
+    await queue(pool, slow_email, quick_sms)
 
-    def channel(name: str, delay_s: float):  # type: ignore[no-untyped-def]
-        async def fake_email(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
-            await asyncio.sleep(delay_s)
-            sends.append(name)
-            return [SendResult(ok=True, provider_message_id=name) for _ in batch]
+    async def fake_email(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        await asyncio.sleep(5)
+        return [SendResult(ok=True) for _ in batch]
 
-        return fake_email
+    async def fake_sms(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        return [SendResult(ok=True, provider_message_id="m") for _ in batch]
 
-    slow = DeliverySender(pool, {"email": channel("slow", 5)}, RetryPolicy(), lease_s=0.5)
-    fast = DeliverySender(pool, {"email": channel("fast", 0)}, RetryPolicy(), lease_s=30)
-    assert await slow.send_batch() == 1  # gave up after 0.8 x lease, before sending
-    await asyncio.sleep(0.3)  # the lease has expired
-    assert await fast.send_batch() == 1
-    row = await delivery_row(pool, queued.delivery_id)
-    assert (row["status"], row["attempts"]) == ("sent", 2)
-    assert sends == ["fast"]
+    sender = DeliverySender(
+        pool, {"email": fake_email, "sms": fake_sms}, RetryPolicy(), lease_s=0.5
+    )
+    assert await sender.send_batch() == 2  # returns after 0.8 x lease
+    email = await delivery_row(pool, slow_email.delivery_id)
+    assert (email["status"], email["attempts"]) == ("retrying", 1)
+    assert email["last_error"] == "send did not finish within the round"
+    assert (await delivery_row(pool, quick_sms.delivery_id))["status"] == "sent"
     assert await outbox_topics(pool) == ["notification.sent.v1"]
+
+
+async def test_a_delivery_whose_sender_died_on_every_attempt_fails_with_its_event(
+    pool: asyncpg.Pool,
+) -> None:
+    queued = message("sms")
+    await queue(pool, queued)
+    policy = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.01)
+    for _ in range(policy.max_attempts):  # each time the sender "dies" holding it
+        async with pool.acquire() as conn:
+            assert len(await store.claim_due(conn, 10, 0.05, policy.max_attempts)) == 1
+        await asyncio.sleep(0.1)
+
+    async def fake_sms_never_called(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        raise AssertionError("an abandoned delivery must not be sent again")
+
+    sender = DeliverySender(pool, {"sms": fake_sms_never_called}, policy)
+    assert await sender.send_batch() == 0
+    row = await delivery_row(pool, queued.delivery_id)
+    assert (row["status"], row["attempts"]) == ("failed", 2)
+    assert await outbox_topics(pool) == ["notification.failed.v1"]
