@@ -151,7 +151,7 @@ AppFactory = Callable[[Resources], FastAPI]
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so a clean stop
     would end with exit code 143. Here a signal only asks for the graceful shutdown
-    (a second one forces it), and the process then exits 0."""
+    (bounded by the services' own time limits), and the process then exits 0."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
