@@ -87,7 +87,7 @@ class OutboxRelay:
         try:
             async with asyncio.timeout(timeout_s):
                 while await self.publish_batch():
-                    pass
+                    continue
         except Exception as error:
             log.warning("outbox not fully drained; the rest goes at next start", error=repr(error))
         finally:

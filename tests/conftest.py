@@ -9,7 +9,7 @@ prefix, so tests never see each other's rows or messages and no cleanup order ma
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +18,7 @@ import pytest
 import infra
 from shared.db import create_pool
 from shared.migrations import apply_migrations
+from shared.service import ServiceSpec
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,29 @@ async def database_url(stack: None) -> AsyncIterator[str]:
     dsn = await infra.create_database_async(name)
     yield dsn
     await infra.drop_database_async(name)
+
+
+ServicePool = Callable[..., Awaitable[asyncpg.Pool]]
+
+
+@pytest.fixture
+async def service_pool(database_url: str) -> AsyncIterator[ServicePool]:
+    """Makes a pool on a service's schema, migrated, in this test's database."""
+    pools: list[asyncpg.Pool] = []
+
+    async def make(spec: ServiceSpec, *, max_size: int = 5) -> asyncpg.Pool:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await apply_migrations(conn, spec.name, spec.migrations)
+        finally:
+            await conn.close()
+        pool = await create_pool(database_url, spec.name, min_size=1, max_size=max_size)
+        pools.append(pool)
+        return pool
+
+    yield make
+    for pool in pools:
+        await pool.close()
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ valid object; keyword arguments override single fields."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -200,3 +201,15 @@ SAMPLES: dict[type[Event], Callable[..., Event]] = {
     NotificationFailed: notification_failed,
 }
 """A valid sample of every event type, keyed by its class."""
+
+
+@dataclass(frozen=True)
+class FakeRecord:
+    """What BatchConsumer reads of an aiokafka ConsumerRecord."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
@@ -17,21 +15,11 @@ import pytest
 from shared.consumer import LONE_POISON_LIMIT, BatchConsumer
 from shared.events import EnrolmentRequested, Event
 from shared.outbox import decode_headers
-from tests.factories import enrolment_requested
+from tests.factories import FakeRecord, enrolment_requested
 
 pytestmark = pytest.mark.integration
 
 TOPIC = "enrolment.requested.v1"
-
-
-@dataclass
-class FakeRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = field(default_factory=list)
 
 
 _offsets = itertools.count()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 import pytest
@@ -21,22 +21,14 @@ from services.notifications.domain import (
     SendResult,
 )
 from services.notifications.sender import DeliverySender
-from shared.db import create_pool
-from shared.migrations import apply_migrations
+from tests.conftest import ServicePool
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await apply_migrations(conn, SPEC.name, SPEC.migrations)
-    finally:
-        await conn.close()
-    pool = await create_pool(database_url, SPEC.name, min_size=1, max_size=5)
-    yield pool
-    await pool.close()
+async def pool(service_pool: ServicePool) -> asyncpg.Pool:
+    return await service_pool(SPEC)
 
 
 def message(channel: str = "email") -> Message:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -15,8 +14,7 @@ import stamina
 from services.registration import service
 from services.registration.app import RACE_ERRORS, SPEC
 from services.registration.domain import Enrolled, EnrolmentCommand, Rejected
-from shared.db import create_pool
-from shared.migrations import apply_migrations
+from tests.conftest import ServicePool
 from tests.factories import TODAY, requested_worker
 
 pytestmark = pytest.mark.integration
@@ -25,15 +23,8 @@ CONTENDERS = 12
 
 
 @pytest.fixture
-async def registration_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await apply_migrations(conn, SPEC.name, SPEC.migrations)
-    finally:
-        await conn.close()
-    pool = await create_pool(database_url, SPEC.name, min_size=CONTENDERS, max_size=CONTENDERS)
-    yield pool
-    await pool.close()
+async def registration_pool(service_pool: ServicePool) -> asyncpg.Pool:
+    return await service_pool(SPEC, max_size=CONTENDERS)
 
 
 async def enrol_alone(pool: asyncpg.Pool, command: EnrolmentCommand) -> Enrolled | Rejected:

@@ -5,7 +5,6 @@ the real broker are proven in tests/integration/test_consumer_redelivery.py.)"""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import cast
 
 import asyncpg
@@ -15,26 +14,18 @@ from faststream.kafka import TestKafkaBroker
 from services.coverage.app import SPEC, create_app
 from services.coverage.settings import CoverageSettings
 from services.registration.domain import participant_number
-from shared.db import create_pool
-from shared.migrations import apply_migrations
 from shared.relay import OutboxRelay
 from shared.service import Resources
 from shared.topics import WORKER_ENROLLED
+from tests.conftest import ServicePool
 from tests.factories import worker_enrolled
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def coverage_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        await apply_migrations(conn, SPEC.name, SPEC.migrations)
-    finally:
-        await conn.close()
-    pool = await create_pool(database_url, SPEC.name, min_size=1, max_size=3)
-    yield pool
-    await pool.close()
+async def coverage_pool(service_pool: ServicePool) -> asyncpg.Pool:
+    return await service_pool(SPEC, max_size=3)
 
 
 def resources(pool: asyncpg.Pool, prefix: str) -> Resources:

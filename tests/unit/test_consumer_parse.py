@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import asyncpg
@@ -17,22 +16,10 @@ from shared.consumer import BatchConsumer, dead_letter
 from shared.events import EnrolmentRequested, WorkerEnrolled, derive_event_id
 from shared.outbox import OutboxRecord, decode_headers, encode_headers
 from shared.topics import ENROLMENT_REQUESTED
-from tests.factories import SAMPLES, enrolment_requested, uid
+from tests.factories import SAMPLES, FakeRecord, enrolment_requested, uid
 
 PREFIX = "t1234."
 CONSUMER = "registration.enrolment-requested"
-
-
-@dataclass(frozen=True)
-class FakeRecord:
-    """What BatchConsumer reads of an aiokafka ConsumerRecord."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
 
 
 async def no_handler(conn: Any, batch: list[Any]) -> list[Any]:
