@@ -2,8 +2,10 @@
 
 One round: in a transaction, claim up to ``batch_size`` of the oldest rows with
 ``FOR UPDATE SKIP LOCKED``, send them all, wait (bounded) until Kafka acknowledged every
-one, delete them, commit. A crash or a Kafka outage anywhere before the commit leaves
-the rows in place for the next round: a record may be published twice, never lost;
+one, delete them, commit. A row Kafka refuses for good (too large, invalid topic) is
+moved to ``outbox_parked`` with the reason, so it cannot hold up the rows behind it.
+A crash or a Kafka outage anywhere before the commit leaves the rows in place for the
+next round: a record may be published twice, never lost;
 consumers deduplicate by ``event_id``. The relay wakes on the outbox trigger's NOTIFY
 and also polls, because a LISTEN connection dies silently on a PostgreSQL restart.
 
@@ -22,10 +24,26 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 
 from shared.outbox import decode_headers
 
 log = structlog.get_logger(__name__)
+
+UNSENDABLE: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    UnsupportedForMessageFormatError,
+)
+"""Kafka's answers that no retry changes: the row is parked (outbox_parked) instead."""
 
 MAX_BACKOFF_S = 10.0
 
@@ -109,22 +127,53 @@ class OutboxRelay:
             if not rows:
                 return 0
             producer = await self._ensure_producer()
+            parked: list[tuple[asyncpg.Record, BaseException]] = []
             async with asyncio.timeout(self._send_timeout_s):
-                deliveries = [
-                    await producer.send(
-                        self._topic_prefix + row["topic"],
-                        row["value"],
-                        key=row["key"],
-                        headers=decode_headers(row["headers"]),
-                    )
-                    for row in rows
-                ]
-                await asyncio.gather(*deliveries)
+                sending = []
+                for row in rows:
+                    try:
+                        delivery = await producer.send(
+                            self._topic_prefix + row["topic"],
+                            row["value"],
+                            key=row["key"],
+                            headers=decode_headers(row["headers"]),
+                        )
+                    except UNSENDABLE as error:  # refused before it left, e.g. too large
+                        parked.append((row, error))
+                    else:
+                        sending.append((row, delivery))
+                results = await asyncio.gather(*(d for _, d in sending), return_exceptions=True)
+            for (row, _), result in zip(sending, results, strict=True):
+                if isinstance(result, UNSENDABLE):
+                    parked.append((row, result))
+                elif isinstance(result, BaseException):
+                    raise result  # anything else: roll back, retry the whole round
+            if parked:
+                await self._park(conn, parked)
             await conn.execute(
                 "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
             )
-        self.published += len(rows)
+        self.published += len(rows) - len(parked)
         return len(rows)
+
+    async def _park(
+        self, conn: asyncpg.Connection, parked: list[tuple[asyncpg.Record, BaseException]]
+    ) -> None:
+        """Rows Kafka will never take move aside with the reason, instead of failing every
+        round and holding up everything behind them."""
+        await conn.execute(
+            """INSERT INTO outbox_parked (id, event_id, topic, key, value, headers, created_at,
+                                          reason)
+               SELECT o.id, o.event_id, o.topic, o.key, o.value, o.headers, o.created_at, r.reason
+               FROM outbox o JOIN unnest($1::bigint[], $2::text[]) AS r(id, reason)
+                    ON o.id = r.id""",
+            [row["id"] for row, _ in parked],
+            [repr(error)[:1000] for _, error in parked],
+        )
+        for row, error in parked:
+            log.error(
+                "outbox row parked", outbox_id=row["id"], topic=row["topic"], error=repr(error)
+            )
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -60,6 +60,7 @@ async def test_apply_creates_schema_tables_and_records(
     assert await tables(conn, "svc_a") == {
         "schema_migrations",
         "outbox",
+        "outbox_parked",
         "inbox",
         "things",
         "more_things",
@@ -181,7 +182,7 @@ async def test_real_service_migrations_apply_cleanly(conn: asyncpg.Connection) -
         own = sorted(f"{service}/{p.name}" for p in folder.glob("*.sql"))
         assert own, f"no migrations found for {service}"
         assert applied == [*SHARED, *own]
-        common = {"outbox", "inbox", "schema_migrations"}
+        common = {"outbox", "outbox_parked", "inbox", "schema_migrations"}
         assert await tables(conn, service) >= expected | common, service
         assert await apply_migrations(conn, service, folder) == []
 

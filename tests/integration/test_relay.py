@@ -220,3 +220,24 @@ async def test_drain_at_shutdown_publishes_what_is_left(
     assert relay.published == 120
     published = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=120)
     assert sorted(m.value for m in published) == sorted(r.value for r in records)
+
+
+async def test_a_row_kafka_refuses_for_good_is_parked_and_the_rest_published(
+    shared_schema_pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    await ensure_topics(kafka_bootstrap, [topic_prefix + TOPIC])
+    too_large = OutboxRecord(topic=TOPIC, value=b"x" * 2_000_000, key=b"big")
+    records = [record("a", 1), too_large, record("a", 2)]
+    async with shared_schema_pool.acquire() as conn:
+        await enqueue(conn, records)
+    relay = OutboxRelay(
+        shared_schema_pool, SCHEMA, producer_factory(kafka_bootstrap), topic_prefix=topic_prefix
+    )
+    await relay.drain(timeout_s=20)
+
+    assert await outbox_count(shared_schema_pool) == 0
+    [parked] = await shared_schema_pool.fetch("SELECT key, reason, value FROM outbox_parked")
+    assert parked["key"] == b"big" and "MessageSizeTooLarge" in parked["reason"]
+    assert parked["value"] == too_large.value
+    published = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=2)
+    assert [m.value for m in published] == [records[0].value, records[2].value]
