@@ -1,11 +1,14 @@
-"""``python -m infra up|down|status [kafka|postgres]``: the local stack from the shell."""
+"""``python -m infra up|down|status [kafka|postgres]``: the local stack from the shell.
+``python -m infra kafka-tool TOOL [ARGS...]`` runs one of Kafka's own command-line tools
+(console-producer, console-consumer, consumer-groups, get-offsets) against it."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from infra import stack
+from infra import kafka_server, stack
 from infra.errors import InfraError
 from infra.paths import HOST, Settings
 
@@ -68,7 +71,19 @@ def _parser() -> argparse.ArgumentParser:
             "server", nargs="?", choices=stack.SERVERS, help="act on this server only"
         )
     commands.add_parser("status", help="show which servers run (exit code 3 if any is stopped)")
+    tool = commands.add_parser(
+        "kafka-tool",
+        help="run one of Kafka's tools against the local broker, e.g. "
+        "kafka-tool consumer-groups --describe --all-groups",
+    )
+    tool.add_argument("tool", choices=sorted(kafka_server.TOOLS))
+    tool.add_argument("args", nargs=argparse.REMAINDER, help="the tool's own arguments")
     return parser
+
+
+def _kafka_tool(tool: str, args: list[str]) -> int:
+    command = stack.kafka_tool_command(tool, *args)
+    os.execvp(command[0], command)  # the tool takes over the terminal, stdin included
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             return _up(args.server)
         if args.command == "down":
             return _down(args.server)
+        if args.command == "kafka-tool":
+            return _kafka_tool(args.tool, args.args)
         return _status()
     except InfraError as exc:
         if exc.details:

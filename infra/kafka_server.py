@@ -104,6 +104,41 @@ def _classpath(settings: Settings) -> str:
     return f"{settings.kafka_libs}/*"  # expanded by the JVM, not the shell
 
 
+TOOLS = {
+    "console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+}
+"""Kafka's own command-line tools (the kafka-tools jar), by the name of their scripts."""
+
+
+def tool_command(settings: Settings, tool: str, args: list[str]) -> list[str]:
+    """The command running one of Kafka's tools on this checkout's jars, with the local
+    broker as ``--bootstrap-server`` unless ``args`` names one."""
+    if tool not in TOOLS:
+        raise InfraError(f"unknown Kafka tool {tool!r}; one of {', '.join(TOOLS)}")
+    ensure_jars(settings)
+    bootstrap = (
+        []
+        if "--bootstrap-server" in args
+        else [
+            "--bootstrap-server",
+            settings.kafka_bootstrap,
+        ]
+    )
+    return [
+        _java(settings),
+        "-cp",
+        _classpath(settings),
+        f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
+        f"-Dkafka.logs.dir={settings.kafka_logs}",
+        TOOLS[tool],
+        *bootstrap,
+        *args,
+    ]
+
+
 def write_config(settings: Settings) -> None:
     """(Re)write server.properties so it always matches the current ports and paths."""
     port, controller = settings.kafka_port, settings.kafka_controller_port

@@ -114,6 +114,12 @@ def drop_database(name: str) -> None:
     run_sync(drop_database_async(name))
 
 
+def kafka_tool_command(tool: str, *args: str) -> list[str]:
+    """The command for one of Kafka's own tools (``console-producer``,
+    ``console-consumer``, ``consumer-groups``, ``get-offsets``) against the local broker."""
+    return kafka_server.tool_command(Settings.from_env(), tool, list(args))
+
+
 def kafka_log_file() -> str:
     return str(Settings.from_env().kafka_log_file)
 

@@ -3,24 +3,35 @@
 For one batch of Kafka records, in ONE database transaction:
 1. parse each record; one that is not a valid message of the expected schema becomes a
    dead letter (``<topic>.dlq``, headers say why, from where and when), written to the
-   outbox like any event, so it is neither lost nor allowed to block the partition
-   (likewise a message whose data the database refuses, when that message alone
-   fails: see BatchConsumer._isolate);
+   outbox like any event, so it is neither lost nor allowed to block the partition;
 2. claim every event id in the inbox; ids already claimed are skipped (redelivery);
 3. hand the fresh events to the service's handler, which loads state, decides, saves,
    and returns the events to publish;
 4. write those events to the outbox.
 The caller acknowledges the Kafka offsets only after this returns, i.e. after the
-commit. Any other failure (database unreachable, deadlock) is retried with backoff a
-bounded number of times, then propagates so the subscriber nacks (re-seeks) the batch:
-never skipped.
+commit.
+
+When the batch fails, what happens depends on the failure (see ``classify``):
+- the database is unavailable: retried with backoff, then the batch is re-read (the
+  subscriber nacks it), as often as it takes; never skipped, never dead-lettered;
+- anything else that a few retries do not cure (the database refusing a value, a
+  record our code trips over, a dead letter that cannot be written): the batch is split
+  to find the record at fault, which is dead-lettered when it fails alone while the
+  others go through. If every record fails alone, the fault is ours, not the data's:
+  nothing is dead-lettered and the batch is re-read.
+A batch that keeps failing is never retried silently: each failed round is logged,
+and from ``STALLED_AFTER_ROUNDS`` on the consumer reports itself stalled (an ERROR log
+line per round, and ``/health/ready`` answers 503 naming it) until a batch goes
+through. Failed rounds are spaced with a growing pause.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
@@ -29,6 +40,7 @@ import structlog
 from pydantic import ValidationError
 
 from shared import inbox, outbox
+from shared.db import DatabaseUnavailable, transaction
 from shared.events import Event, derive_event_id
 from shared.faults import crash_point
 from shared.outbox import OutboxRecord
@@ -38,14 +50,15 @@ log = structlog.get_logger(__name__)
 
 
 class Record(Protocol):
-    """What we read of an aiokafka ``ConsumerRecord``."""
+    """What we read of an aiokafka ``ConsumerRecord``. Keys, values and header values
+    may be null; a header name may carry surrogate escapes (shared.kafka_records)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Sequence[tuple[str, bytes]]
+    headers: Sequence[tuple[str, bytes | None]]
 
 
 BatchHandler = Callable[[asyncpg.Connection, list[Any]], Awaitable[Sequence[Event]]]
@@ -53,9 +66,9 @@ BatchHandler = Callable[[asyncpg.Connection, list[Any]], Awaitable[Sequence[Even
 
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
-    handled: int
-    duplicates: int
-    dead_lettered: int
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
 
     def __add__(self, other: BatchOutcome) -> BatchOutcome:
         return BatchOutcome(
@@ -65,25 +78,66 @@ class BatchOutcome:
         )
 
 
-POISON_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,  # SQLSTATE class 22: the value itself (NUL in text, out of range)
-    asyncpg.CardinalityViolationError,  # 21000: e.g. one key twice in one upsert
-    ValidationError,  # a value our models refuse
+class Failure(Enum):
+    UNAVAILABLE = "unavailable"
+    """The database cannot be reached or is refusing work: wait for it, never blame a
+    record."""
+    TRANSIENT = "transient"
+    """Concurrency (a deadlock, a race on a unique index, a lock timeout): a retry
+    usually succeeds."""
+    DETERMINISTIC = "deterministic"
+    """The same input fails the same way (a value the database refuses, a record our
+    code trips over): retrying cannot cure it."""
+
+
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    DatabaseUnavailable,  # no connection could be had, whatever the driver's error
+    OSError,  # connection refused or reset
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01
+    asyncpg.CrashShutdownError,  # 57P02
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    asyncpg.InterfaceError,  # the client's connection is closed
 )
-"""Failures that come from a message's data: retrying cannot cure them, so the batch is
-split to find the message at fault (see BatchConsumer._isolate). Only these: anything
-else (the database unreachable or refusing connections, a deadlock, a constraint a
-migration added, a bug) is treated as ours, retried, and the batch re-read. When in
-doubt, nothing is dead-lettered."""
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.UniqueViolationError,  # a concurrent transaction inserted the same key first
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,  # statement timeout
+)
 
+
+def classify(error: BaseException) -> Failure:
+    if isinstance(error, ValueError):  # includes asyncpg's client-side "invalid argument"
+        return Failure.DETERMINISTIC
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        return Failure.UNAVAILABLE
+    if isinstance(error, TRANSIENT_ERRORS):
+        return Failure.TRANSIENT
+    return Failure.DETERMINISTIC
+
+
+def is_unavailable(error: BaseException) -> bool:
+    return classify(error) is Failure.UNAVAILABLE
+
+
+def is_retryable(error: BaseException) -> bool:
+    return classify(error) is not Failure.DETERMINISTIC
+
+
+LONE_RECORD_ROUNDS = 3
+"""Rounds a record that fails alone in a batch of its own is re-read before it is
+dead-lettered."""
 LONE_POISON_LIMIT = 3
-"""One-message batches failing on their data in a row before the consumer suspects
-itself and stops dead-lettering them."""
-
-
-def is_poison(error: BaseException) -> bool:
-    # A unique violation is a race with a concurrent transaction: retrying resolves it.
-    return isinstance(error, POISON_ERRORS)
+"""Records dead-lettered from batches of their own in a row (nothing going through in
+between) before the consumer suspects itself and stops dead-lettering them."""
+STALLED_AFTER_ROUNDS = 3
+"""Failed rounds of one consumer in a row before it reports itself stalled."""
+MAX_REASON_LENGTH = 1000
+"""A dead letter's reason header is cut to this many characters."""
 
 
 def _describe(error: ValidationError) -> str:
@@ -94,12 +148,29 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def sendable_header_name(name: str) -> str:
+    """A header name any Kafka client can write: one that is not UTF-8 (kept with
+    surrogate escapes, shared.kafka_records) is spelled with backslash escapes."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raw = name.encode(errors="surrogateescape")
+        return raw.decode(errors="backslashreplace")
+    return name
+
+
+DLQ_HEADER_PREFIX = "dlq."
+
+
 def dead_letter(record: Record, consumer: str, reason: str, topic_prefix: str = "") -> OutboxRecord:
-    """The record as it was, on the dead-letter topic, with its origin and the reason.
-    The outbox holds topic names without the prefix (the relay adds it)."""
+    """The record as it was (key, value and headers, nulls kept), on the dead-letter
+    topic, with its origin and the reason. The outbox holds topic names without the
+    prefix (the relay adds it). Kafka clients refuse to send a record with neither key
+    nor value, so such a record (a tombstone without a key) keeps its null value and
+    gets an empty key."""
     headers = [
-        *record.headers,
-        ("dlq.reason", reason.encode()),
+        *((sendable_header_name(name), value) for name, value in record.headers),
+        ("dlq.reason", reason[:MAX_REASON_LENGTH].encode(errors="backslashreplace")),
         ("dlq.consumer", consumer.encode()),
         ("dlq.origin.topic", record.topic.encode()),
         ("dlq.origin.partition", str(record.partition).encode()),
@@ -108,11 +179,90 @@ def dead_letter(record: Record, consumer: str, reason: str, topic_prefix: str = 
     ]
     return OutboxRecord(
         topic=dead_letter_topic(record.topic.removeprefix(topic_prefix)),
-        key=record.key,
-        value=record.value or b"",
+        key=b"" if record.key is None and record.value is None else record.key,
+        value=record.value,
         headers=headers,
         event_id=derive_event_id("dead-letter", record.topic, record.partition, record.offset),
     )
+
+
+def without_original_headers(letter: OutboxRecord, why: str) -> OutboxRecord:
+    """The last resort for a dead letter that cannot be written as it is: its own
+    dlq.* headers only, and a note of what was dropped."""
+    kept = [(n, v) for n, v in letter.headers if n.startswith(DLQ_HEADER_PREFIX)]
+    note = f"{len(letter.headers) - len(kept)} original header(s) dropped: {why}"
+    return replace(
+        letter, headers=[*kept, ("dlq.headers_dropped", note[:MAX_REASON_LENGTH].encode())]
+    )
+
+
+def describe_batch(records: Sequence[Record]) -> str:
+    """topic[partition]@first-last for each partition in the batch."""
+    spans: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        span = spans.setdefault((record.topic, record.partition), [record.offset, record.offset])
+        span[0] = min(span[0], record.offset)
+        span[1] = max(span[1], record.offset)
+    return ", ".join(f"{t}[{p}]@{lo}-{hi}" for (t, p), (lo, hi) in sorted(spans.items()))
+
+
+@dataclass
+class ConsumerHealth:
+    """Whether a consumer is keeping up, for logs and the readiness check."""
+
+    consumer: str
+    failed_rounds: int = 0
+    failing_since: datetime | None = None
+    last_error: str | None = None
+    batch: str | None = None
+    dead_lettered: int = 0
+    recovered_at: datetime | None = field(default=None, repr=False)
+
+    @property
+    def stalled(self) -> bool:
+        return self.failed_rounds >= STALLED_AFTER_ROUNDS
+
+    def failed(self, records: Sequence[Record], error: BaseException) -> None:
+        self.failed_rounds += 1
+        self.failing_since = self.failing_since or datetime.now(UTC)
+        self.last_error = repr(error)[:MAX_REASON_LENGTH]
+        self.batch = describe_batch(records)
+        fields = {
+            "consumer": self.consumer,
+            "batch": self.batch,
+            "failed_rounds": self.failed_rounds,
+            "failing_since": self.failing_since.isoformat(),
+            "failure": classify(error).value,
+            "error": self.last_error,
+        }
+        if self.stalled:
+            log.error("consumer stalled: a batch keeps failing and is re-read", **fields)
+        else:
+            log.warning("batch failed; it will be re-read", **fields)
+
+    def succeeded(self) -> None:
+        if self.failed_rounds:
+            log.info(
+                "consumer recovered",
+                consumer=self.consumer,
+                after_failed_rounds=self.failed_rounds,
+                failing_since=self.failing_since.isoformat() if self.failing_since else None,
+            )
+            self.recovered_at = datetime.now(UTC)
+        self.failed_rounds = 0
+        self.failing_since = None
+        self.last_error = None
+        self.batch = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "stalled": self.stalled,
+            "failed_rounds": self.failed_rounds,
+            "failing_since": self.failing_since.isoformat() if self.failing_since else None,
+            "batch": self.batch,
+            "last_error": self.last_error,
+            "dead_lettered": self.dead_lettered,
+        }
 
 
 E = TypeVar("E", bound=Event)
@@ -130,6 +280,8 @@ class BatchConsumer(Generic[E]):
         *,
         attempts: int = 5,
         retry_timeout_s: float = 60.0,
+        round_backoff_s: float = 1.0,
+        max_round_backoff_s: float = 30.0,
         topic_prefix: str = "",
     ) -> None:
         self._topic_prefix = topic_prefix
@@ -139,7 +291,12 @@ class BatchConsumer(Generic[E]):
         self._handler = handler
         self._attempts = attempts
         self._retry_timeout_s = retry_timeout_s
-        self._lone_poison_streak = 0
+        self._round_backoff_s = round_backoff_s
+        self._max_round_backoff_s = max_round_backoff_s
+        self._lone_failures = 0
+        self._lone_origin: tuple[str, int, int] | None = None
+        self._lone_rounds = 0
+        self.health = ConsumerHealth(name)
 
     def parse(self, records: Sequence[Record]) -> tuple[list[tuple[Record, E]], list[OutboxRecord]]:
         """Each readable record with its event (the first of any repeated event id),
@@ -148,9 +305,8 @@ class BatchConsumer(Generic[E]):
         dead: list[OutboxRecord] = []
         for record in records:
             if not record.value:
-                dead.append(
-                    dead_letter(record, self.name, "empty message value", self._topic_prefix)
-                )
+                reason = "null message value" if record.value is None else "empty message value"
+                dead.append(dead_letter(record, self.name, reason, self._topic_prefix))
                 continue
             try:
                 event = self._model.model_validate_json(record.value)
@@ -161,33 +317,47 @@ class BatchConsumer(Generic[E]):
         return list(items.values()), dead
 
     async def __call__(self, records: Sequence[Record]) -> BatchOutcome:
+        try:
+            outcome = await self._consume(records)
+        except Exception as error:
+            self.health.failed(records, error)
+            # Space the re-reads of a batch that keeps failing (the nack re-seeks at once).
+            pause = self._round_backoff_s * 2 ** (self.health.failed_rounds - 1)
+            await asyncio.sleep(min(pause, self._max_round_backoff_s))
+            raise
+        self.health.succeeded()
+        crash_point(f"{self.name}_after_commit")
+        if outcome.dead_lettered:
+            self.health.dead_lettered += outcome.dead_lettered
+            log.warning("dead-lettered messages", consumer=self.name, count=outcome.dead_lettered)
+        return outcome
+
+    async def _consume(self, records: Sequence[Record]) -> BatchOutcome:
         items, dead = self.parse(records)
         try:
             outcome = await self._with_retries(items, dead)
         except Exception as error:
-            if not items or not is_poison(error):
+            if is_unavailable(error):
                 raise
-            outcome = await self._isolate(items, dead, error)
-        else:
-            self._lone_poison_streak = 0
-        crash_point(f"{self.name}_after_commit")
-        if outcome.dead_lettered:
-            log.warning("dead-lettered messages", consumer=self.name, count=outcome.dead_lettered)
+            return await self._isolate(items, dead, error)
+        if items:
+            self._lone_failures = 0
         return outcome
 
     async def _isolate(
         self, items: list[tuple[Record, E]], dead: list[OutboxRecord], error: BaseException
     ) -> BatchOutcome:
-        """The batch failed for a reason that looks like its data. Apply halves on their
+        """The batch failed, and not because the database is away. Apply halves on their
         own down to single messages, and dead-letter the messages that fail alone, so
-        that one poison message does not stall every partition behind it.
+        that one record does not stall every partition behind it.
 
         Only when the fault is isolated: if every message fails on its own, the cause is
         more likely ours (a migration, a constraint, a bug) than theirs, and the batch is
         re-read (raise) instead of dead-lettering the lot. A one-message batch cannot
-        show that; after a few such lone failures in a row the consumer stops
-        dead-lettering the same way."""
-        applied = BatchOutcome(0, 0, 0)
+        show that (see _judge_lone_failure). The dead letters found while parsing are
+        written last, on their own (see _write_dead_letters): they cannot hold up the
+        rest."""
+        applied = BatchOutcome()
         failed: list[tuple[Record, BaseException]] = []
 
         async def visit(part: list[tuple[Record, E]]) -> None:
@@ -195,7 +365,7 @@ class BatchConsumer(Generic[E]):
             try:
                 applied += await self._with_retries(part, [])
             except Exception as part_error:
-                if not is_poison(part_error):
+                if is_unavailable(part_error):
                     raise
                 if len(part) == 1:
                     failed.append((part[0][0], part_error))
@@ -203,19 +373,19 @@ class BatchConsumer(Generic[E]):
                 await visit(part[: len(part) // 2])
                 await visit(part[len(part) // 2 :])
 
-        await visit(items)
-        if len(failed) == len(items):
-            if len(items) > 1:
-                raise error  # every message fails alone: systemic, not the messages
-            self._lone_poison_streak += 1
-            if self._lone_poison_streak > LONE_POISON_LIMIT:
-                raise error
-        else:
-            self._lone_poison_streak = 0
+        if items:
+            await visit(items)
+            if len(failed) == len(items):
+                if len(items) > 1:
+                    raise error  # every message fails alone: systemic, not the messages
+                self._judge_lone_failure(items[0][0], error)
+            else:
+                self._lone_failures = 0
         letters = [
-            dead_letter(record, self.name, f"handler failed: {cause!r}"[:1000], self._topic_prefix)
+            dead_letter(record, self.name, f"handler failed: {cause!r}", self._topic_prefix)
             for record, cause in failed
         ]
+        written = await self._write_dead_letters([*dead, *letters])
         for record, cause in failed:
             log.error(
                 "message dead-lettered",
@@ -223,13 +393,57 @@ class BatchConsumer(Generic[E]):
                 origin=f"{record.topic}/{record.partition}/{record.offset}",
                 error=repr(cause),
             )
-        return applied + await self._with_retries([], [*dead, *letters])
+        return applied + written
+
+    def _judge_lone_failure(self, record: Record, error: BaseException) -> None:
+        """A batch of one record failed: there is nothing to compare it with. It is
+        re-read a few times first (raise), so that a fault of ours shows in the records
+        that arrive meanwhile; then dead-lettered, unless lone failures keep coming, in
+        which case the consumer suspects itself and stops dead-lettering."""
+        origin = (record.topic, record.partition, record.offset)
+        self._lone_rounds = self._lone_rounds + 1 if origin == self._lone_origin else 1
+        self._lone_origin = origin
+        if self._lone_rounds < LONE_RECORD_ROUNDS:
+            raise error
+        self._lone_failures += 1
+        if self._lone_failures > LONE_POISON_LIMIT:
+            raise error
+
+    async def _write_dead_letters(self, letters: list[OutboxRecord]) -> BatchOutcome:
+        """Dead letters must always be writable, or the record behind them would be
+        retried forever: each one that cannot be written as it is goes without the
+        record's original headers. Only when even that fails (or the database is away)
+        does the batch fail."""
+        if not letters:
+            return BatchOutcome()
+        try:
+            return await self._with_retries([], letters)
+        except Exception as error:
+            if is_unavailable(error):
+                raise
+        outcome = BatchOutcome()
+        for letter in letters:
+            try:
+                outcome += await self._with_retries([], [letter])
+            except Exception as error:
+                if is_unavailable(error):
+                    raise
+                log.error(
+                    "dead letter not writable as received; writing it without its headers",
+                    consumer=self.name,
+                    topic=letter.topic,
+                    error=repr(error),
+                )
+                outcome += await self._with_retries(
+                    [], [without_original_headers(letter, repr(error))]
+                )
+        return outcome
 
     async def _with_retries(
         self, items: list[tuple[Record, E]], dead: list[OutboxRecord]
     ) -> BatchOutcome:
         async for attempt in stamina.retry_context(
-            on=lambda error: not is_poison(error),
+            on=is_retryable,
             attempts=self._attempts,
             timeout=self._retry_timeout_s,
             wait_initial=0.2,
@@ -240,7 +454,7 @@ class BatchConsumer(Generic[E]):
         return outcome
 
     async def _apply(self, events: list[E], dead: list[OutboxRecord]) -> BatchOutcome:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with transaction(self._pool) as conn:
             ids = [e.event_id for e in events] + [d.event_id for d in dead if d.event_id]
             fresh_ids = await inbox.claim(conn, self.name, ids)
             fresh = [e for e in events if e.event_id in fresh_ids]

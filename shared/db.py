@@ -4,6 +4,8 @@ database cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -43,3 +45,29 @@ async def create_pool(
         raise StartupError(f"cannot connect to PostgreSQL at {where}: {reason}") from None
     assert pool is not None
     return pool
+
+
+class DatabaseUnavailable(Exception):
+    """No connection to the database could be had (refused, not accepting connections,
+    too many connections, timed out...), whatever error the driver gave for it."""
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection from the pool; failing to get one raises DatabaseUnavailable, so
+    callers can tell "the database is away" from "the database refused this work"."""
+    try:
+        conn = await pool.acquire()
+    except Exception as error:
+        raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection from the pool inside a transaction (see :func:`connection`)."""
+    async with connection(pool) as conn, conn.transaction():
+        yield conn

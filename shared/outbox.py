@@ -12,7 +12,8 @@ import asyncpg
 
 from shared.events import Event
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]
+"""Kafka record headers: a header's value may be null (aiokafka hands it over as None)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +21,7 @@ class OutboxRecord:
     """One Kafka record waiting to be published."""
 
     topic: str
-    value: bytes
+    value: bytes | None
     key: bytes | None = None
     headers: Headers = ()
     event_id: UUID | None = None
@@ -37,16 +38,22 @@ class OutboxRecord:
 
 
 def encode_headers(headers: Headers) -> str:
-    # Hex keeps header names and values exact: jsonb cannot hold NUL, and a record
-    # being dead-lettered may carry anything.
+    """Hex keeps header names and values exact (jsonb cannot hold NUL, and a record
+    being dead-lettered may carry anything); a null value stays null."""
     return json.dumps(
-        [[name.encode(errors="surrogateescape").hex(), value.hex()] for name, value in headers]
+        [
+            [name.encode(errors="surrogateescape").hex(), None if value is None else value.hex()]
+            for name, value in headers
+        ]
     )
 
 
-def decode_headers(stored: str) -> list[tuple[str, bytes]]:
+def decode_headers(stored: str) -> list[tuple[str, bytes | None]]:
     return [
-        (bytes.fromhex(name).decode(errors="surrogateescape"), bytes.fromhex(value))
+        (
+            bytes.fromhex(name).decode(errors="surrogateescape"),
+            None if value is None else bytes.fromhex(value),
+        )
         for name, value in json.loads(stored)
     ]
 

@@ -26,6 +26,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     InvalidTopicError,
+    KafkaError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
@@ -44,6 +45,14 @@ UNSENDABLE: tuple[type[BaseException], ...] = (
     UnsupportedForMessageFormatError,
 )
 """Kafka's answers that no retry changes: the row is parked (outbox_parked) instead."""
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """Kafka refused the record itself, or the client could not even encode it (any
+    error from send() that is not a Kafka error: the record never left): no retry of
+    the round can change that, and retrying it would hold up every row behind it."""
+    return isinstance(error, UNSENDABLE) or not isinstance(error, KafkaError | TimeoutError)
+
 
 MAX_BACKOFF_S = 10.0
 
@@ -138,8 +147,12 @@ class OutboxRelay:
                             key=row["key"],
                             headers=decode_headers(row["headers"]),
                         )
-                    except UNSENDABLE as error:  # refused before it left, e.g. too large
-                        parked.append((row, error))
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as error:
+                        if not refused_for_good(error):
+                            raise
+                        parked.append((row, error))  # refused before it left
                     else:
                         sending.append((row, delivery))
                 results = await asyncio.gather(*(d for _, d in sending), return_exceptions=True)

@@ -13,9 +13,9 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -27,8 +27,11 @@ from fastapi.responses import JSONResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 
+from shared import kafka_records
+from shared.consumer import BatchConsumer, BatchHandler
 from shared.db import create_pool
 from shared.errors import StartupError
+from shared.events import Event
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import configure_logging
 from shared.migrations import MigrationError, apply_migrations
@@ -37,6 +40,8 @@ from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, dead_letter_topic
 
 log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,20 @@ class Resources:
     settings: ServiceSettings
     pool: asyncpg.Pool
     relay: OutboxRelay
+    consumers: list[BatchConsumer[Any]] = field(default_factory=list)
+
+    def consumer(self, name: str, model: type[E], handler: BatchHandler) -> BatchConsumer[E]:
+        """The service's consumer ``<service>.<name>`` of ``model`` events; its health is
+        part of the readiness check."""
+        consumer = BatchConsumer(
+            self.pool,
+            f"{self.spec.name}.{name}",
+            model,
+            handler,
+            topic_prefix=self.settings.topic_prefix,
+        )
+        self.consumers.append(consumer)
+        return consumer
 
 
 @asynccontextmanager
@@ -92,6 +111,7 @@ async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncI
 
 
 def new_broker(settings: ServiceSettings, spec: ServiceSpec) -> KafkaBroker:
+    kafka_records.install()  # a record aiokafka cannot decode must not stall a partition
     return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=f"perisai-{spec.name}",
@@ -139,8 +159,15 @@ def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
         except Exception:
             checks["database"] = False
         checks["kafka"] = await broker.ping(timeout=2)
+        consumers = {c.name: c.health for c in resources.consumers}
+        checks["consumers"] = not any(health.stalled for health in consumers.values())
         ok = all(checks.values())
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+        body = {
+            "ready": ok,
+            "checks": checks,
+            "consumers": {name: health.as_dict() for name, health in consumers.items()},
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     return router
 

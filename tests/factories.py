@@ -212,4 +212,4 @@ class FakeRecord:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+    headers: Sequence[tuple[str, bytes | None]] = field(default_factory=tuple)

@@ -15,7 +15,6 @@ from faststream.kafka.annotations import KafkaMessage
 from services.coverage import domain, service, store
 from services.coverage.settings import CoverageSettings
 from shared import topics
-from shared.consumer import BatchConsumer
 from shared.events import Event, PolicyActivated, PremiumPosted, WorkerEnrolled
 from shared.service import (
     Resources,
@@ -41,13 +40,7 @@ def create_app(resources: Resources) -> FastAPI:
     async def handle_enrolled(conn: asyncpg.Connection, batch: list[WorkerEnrolled]) -> list[Event]:
         return await service.activate(conn, batch, today())
 
-    consume_enrolled = BatchConsumer(
-        pool,
-        "coverage.worker-enrolled",
-        WorkerEnrolled,
-        handle_enrolled,
-        topic_prefix=settings.topic_prefix,
-    )
+    consume_enrolled = resources.consumer("worker-enrolled", WorkerEnrolled, handle_enrolled)
     broker = new_broker(settings, SPEC)
 
     @batch_subscriber(

@@ -19,7 +19,6 @@ from services.notifications.domain import RetryPolicy
 from services.notifications.sender import DeliverySender
 from services.notifications.settings import NotificationSettings
 from shared import topics
-from shared.consumer import BatchConsumer
 from shared.events import (
     Event,
     NotificationFailed,
@@ -82,16 +81,8 @@ def create_app(resources: Resources) -> FastAPI:
         return []
 
     prefix = settings.topic_prefix
-    consume_enrolled = BatchConsumer(
-        pool, "notifications.worker-enrolled", WorkerEnrolled, handle_enrolled, topic_prefix=prefix
-    )
-    consume_activated = BatchConsumer(
-        pool,
-        "notifications.policy-activated",
-        PolicyActivated,
-        handle_activated,
-        topic_prefix=prefix,
-    )
+    consume_enrolled = resources.consumer("worker-enrolled", WorkerEnrolled, handle_enrolled)
+    consume_activated = resources.consumer("policy-activated", PolicyActivated, handle_activated)
     broker = new_broker(settings, SPEC)
 
     @batch_subscriber(

@@ -26,7 +26,6 @@ from services.registration.domain import (
 )
 from services.registration.settings import RegistrationSettings
 from shared import outbox, topics
-from shared.consumer import BatchConsumer
 from shared.events import (
     PRINTABLE,
     EnrolmentRejected,
@@ -119,12 +118,8 @@ def create_app(resources: Resources) -> FastAPI:
         _, events = await service.enrol(conn, commands, today(), ages)
         return events
 
-    consume_requested = BatchConsumer(
-        pool,
-        "registration.enrolment-requested",
-        EnrolmentRequested,
-        handle_requested,
-        topic_prefix=settings.topic_prefix,
+    consume_requested = resources.consumer(
+        "enrolment-requested", EnrolmentRequested, handle_requested
     )
 
     broker = new_broker(settings, SPEC)

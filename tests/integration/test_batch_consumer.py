@@ -12,7 +12,7 @@ import uuid
 import asyncpg
 import pytest
 
-from shared.consumer import LONE_POISON_LIMIT, BatchConsumer
+from shared.consumer import LONE_POISON_LIMIT, LONE_RECORD_ROUNDS, BatchConsumer
 from shared.events import EnrolmentRequested, Event
 from shared.outbox import decode_headers
 from tests.factories import FakeRecord, enrolment_requested
@@ -49,7 +49,12 @@ async def fake_handler_refusing_poison(
 
 def consumer(pool: asyncpg.Pool) -> BatchConsumer[EnrolmentRequested]:
     return BatchConsumer(
-        pool, "test.poison", EnrolmentRequested, fake_handler_refusing_poison, attempts=2
+        pool,
+        "test.poison",
+        EnrolmentRequested,
+        fake_handler_refusing_poison,
+        attempts=2,
+        round_backoff_s=0,
     )
 
 
@@ -84,12 +89,96 @@ async def test_when_every_message_fails_nothing_is_dead_lettered(
     assert await handled(shared_schema_pool) == 0
 
 
+async def dead_letter_alone(consume: BatchConsumer[EnrolmentRequested], batch: list) -> int:
+    """A record failing in a batch of its own is re-read (the batch fails) a few times
+    before it is dead-lettered."""
+    for _ in range(LONE_RECORD_ROUNDS - 1):
+        with pytest.raises(asyncpg.DataError):
+            await consume(batch)
+    return (await consume(batch)).dead_lettered
+
+
+async def test_a_lone_failing_record_is_re_read_before_it_is_dead_lettered(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    consume = consumer(shared_schema_pool)
+    lone = records(True)
+    assert await dead_letter_alone(consume, lone) == 1
+    assert await dead_letter_offsets(shared_schema_pool) == [lone[0].offset]
+
+
+async def test_a_lone_failure_that_others_share_on_re_reading_is_systemic(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    """The re-read batch has grown meanwhile and every record in it fails: a fault of
+    ours, not the first record's; nothing is dead-lettered."""
+    consume = consumer(shared_schema_pool)
+    first = records(True)
+    with pytest.raises(asyncpg.DataError):
+        await consume(first)
+    with pytest.raises(asyncpg.DataError):
+        await consume(first + records(True, True))
+    assert await dead_letter_offsets(shared_schema_pool) == []
+    assert consume.health.failed_rounds == 2
+
+
 async def test_lone_failures_in_a_row_trip_the_breaker(shared_schema_pool: asyncpg.Pool) -> None:
     consume = consumer(shared_schema_pool)
     for _ in range(LONE_POISON_LIMIT):
-        assert (await consume(records(True))).dead_lettered == 1
-    with pytest.raises(asyncpg.DataError):
-        await consume(records(True))
+        assert await dead_letter_alone(consume, records(True)) == 1
+    lone = records(True)
+    for _ in range(LONE_RECORD_ROUNDS + 2):
+        with pytest.raises(asyncpg.DataError):
+            await consume(lone)
+    assert consume.health.stalled
     # A message that goes through shows the consumer itself is fine: the streak resets.
     assert (await consume(records(False))).handled == 1
-    assert (await consume(records(True))).dead_lettered == 1
+    assert not consume.health.stalled
+    assert await dead_letter_alone(consume, records(True)) == 1
+
+
+async def fake_handler_tripping_over_poison(
+    conn: asyncpg.Connection, batch: list[EnrolmentRequested]
+) -> list[Event]:
+    """A bug that only some records trigger (no database error involved)."""
+    for event in batch:
+        if event.request_id.startswith("poison"):
+            raise AttributeError("'NoneType' object has no attribute 'hex'")
+    return []
+
+
+async def test_a_record_our_code_trips_over_is_dead_lettered_alone(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    consume = BatchConsumer(
+        shared_schema_pool,
+        "test.poison",
+        EnrolmentRequested,
+        fake_handler_tripping_over_poison,
+        round_backoff_s=0,
+    )
+    batch = records(False, False, True, False)
+    outcome = await consume(batch)
+    assert (outcome.handled, outcome.dead_lettered) == (3, 1)
+    rows = await shared_schema_pool.fetch("SELECT headers::text AS h FROM outbox")
+    [reason] = [dict(decode_headers(r["h"]))["dlq.reason"] for r in rows]
+    assert reason is not None and b"AttributeError" in reason
+
+
+async def test_a_dead_letter_that_cannot_be_written_as_received_goes_without_its_headers(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    """Fake record: a header value of a type aiokafka never hands over makes the dead
+    letter unencodable. The real shapes (null values, names that are not UTF-8) are
+    written whole: tests/e2e/test_hostile_records.py."""
+    good = records(False)[0]
+    unreadable = FakeRecord(TOPIC, 0, next(_offsets), b"k", b"{", (("x", "text"),))  # type: ignore[arg-type]
+    outcome = await consumer(shared_schema_pool)([good, unreadable])
+    assert (outcome.handled, outcome.dead_lettered) == (1, 1)
+    row = await shared_schema_pool.fetchrow("SELECT value, headers::text AS h FROM outbox")
+    assert row is not None and row["value"] == b"{"
+    headers = dict(decode_headers(row["h"]))
+    assert "x" not in headers
+    assert headers["dlq.headers_dropped"] is not None
+    assert b"1 original header(s) dropped" in headers["dlq.headers_dropped"]
+    assert headers["dlq.origin.offset"] == str(unreadable.offset).encode()

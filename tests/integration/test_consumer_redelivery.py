@@ -278,7 +278,7 @@ async def test_poison_messages_are_dead_lettered_and_do_not_block(env: Env) -> N
     not_json = b"{this is not json"
     invalid = json.dumps({"event_type": "worker.enrolled", "worker_id": "nope"}).encode()
     sent = await env.publish(not_json, event.model_dump_json().encode(), invalid, None, key=b"k")
-    bad = {0: not_json, 2: invalid, 3: b""}  # offset -> value on the dead-letter topic
+    bad = {0: not_json, 2: invalid, 3: None}  # offset -> value on the dead-letter topic
 
     async with env.coverage() as run:
         await env.wait_committed(sent[-1].offset + 1, timeout_s=45, process=run)
@@ -306,7 +306,7 @@ async def test_poison_messages_are_dead_lettered_and_do_not_block(env: Env) -> N
     assert {offset: value for offset, (value, _) in by_offset.items()} == bad
     assert "json" in by_offset[0][1].lower(), by_offset[0][1]
     assert "worker_id" in by_offset[2][1], by_offset[2][1]
-    assert by_offset[3][1] == "empty message value"
+    assert by_offset[3][1] == "null message value"
 
 
 async def test_messages_that_would_stall_a_batch_are_handled_or_dead_lettered(env: Env) -> None:

@@ -241,3 +241,43 @@ async def test_a_row_kafka_refuses_for_good_is_parked_and_the_rest_published(
     assert parked["value"] == too_large.value
     published = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=2)
     assert [m.value for m in published] == [records[0].value, records[2].value]
+
+
+async def test_a_row_the_client_cannot_even_encode_is_parked_and_the_rest_published(
+    shared_schema_pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """aiokafka refuses to send a record with neither key nor value (an assertion, not a
+    Kafka error): without parking, that row would fail every round and hold up every
+    row behind it."""
+    await ensure_topics(kafka_bootstrap, [topic_prefix + TOPIC])
+    neither = OutboxRecord(topic=TOPIC, value=None, key=None, headers=[("h", None)])
+    records = [record("a", 1), neither, record("a", 2)]
+    async with shared_schema_pool.acquire() as conn:
+        await enqueue(conn, records)
+    relay = OutboxRelay(
+        shared_schema_pool, SCHEMA, producer_factory(kafka_bootstrap), topic_prefix=topic_prefix
+    )
+    await relay.drain(timeout_s=20)
+
+    assert await outbox_count(shared_schema_pool) == 0
+    [parked] = await shared_schema_pool.fetch("SELECT key, value, reason FROM outbox_parked")
+    assert (parked["key"], parked["value"]) == (None, None)
+    assert "key or value" in parked["reason"]
+    published = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=2)
+    assert [m.value for m in published] == [records[0].value, records[2].value]
+
+
+async def test_null_header_values_are_published_as_null(
+    shared_schema_pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    await ensure_topics(kafka_bootstrap, [topic_prefix + TOPIC])
+    letter = OutboxRecord(topic=TOPIC, value=None, key=b"k", headers=[("x", None), ("y", b"")])
+    async with shared_schema_pool.acquire() as conn:
+        await enqueue(conn, [letter])
+    relay = OutboxRelay(
+        shared_schema_pool, SCHEMA, producer_factory(kafka_bootstrap), topic_prefix=topic_prefix
+    )
+    await relay.drain(timeout_s=20)
+    [published] = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=1)
+    assert (published.key, published.value) == (b"k", None)
+    assert list(published.headers) == [("x", None), ("y", b"")]

@@ -12,7 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.consumer import BatchConsumer, dead_letter
+from shared.consumer import (
+    BatchConsumer,
+    Failure,
+    classify,
+    dead_letter,
+    without_original_headers,
+)
+from shared.db import DatabaseUnavailable
 from shared.events import EnrolmentRequested, WorkerEnrolled, derive_event_id
 from shared.outbox import OutboxRecord, decode_headers, encode_headers
 from shared.topics import ENROLMENT_REQUESTED
@@ -43,7 +50,7 @@ def record(
     topic: str = ENROLMENT_REQUESTED,
     partition: int = 0,
     key: bytes | None = b"dinsos-2026-000001",
-    headers: Sequence[tuple[str, bytes]] = (("correlation_id", b"req-1"),),
+    headers: Sequence[tuple[str, bytes | None]] = (("correlation_id", b"req-1"),),
 ) -> FakeRecord:
     return FakeRecord(topic, partition, offset, key, value, tuple(headers))
 
@@ -52,9 +59,10 @@ def wire(event: EnrolmentRequested) -> bytes:
     return event.model_dump_json().encode()
 
 
-def header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes:
+def header(headers: Sequence[tuple[str, bytes | None]], name: str) -> bytes:
     values = [value for key, value in headers if key == name]
     assert len(values) == 1, f"{name}: {values}"
+    assert values[0] is not None
     return values[0]
 
 
@@ -78,7 +86,7 @@ def test_valid_messages_are_parsed() -> None:
         (b"[]", ""),
         (b"null", ""),
         (b"", "empty message value"),
-        (None, "empty message value"),
+        (None, "null message value"),
     ],
     ids=["invalid-json", "binary", "schema-invalid", "array", "null", "empty", "none"],
 )
@@ -87,7 +95,7 @@ def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fra
     items, [letter] = consumer().parse([bad])
     assert [event for _, event in items] == []
     assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
-    assert letter.value == (value or b"")
+    assert letter.value == value, "the value as it was, a null one kept null"
     assert letter.key == b"k-1"
     headers = list(letter.headers)
     reason = header(headers, "dlq.reason").decode()
@@ -164,6 +172,11 @@ def test_dead_letter_keeps_a_missing_key() -> None:
     assert header(letter.headers, "dlq.reason") == b"why"
 
 
+def test_a_tombstone_without_a_key_gets_an_empty_key_kafka_clients_can_send() -> None:
+    letter = dead_letter(record(None, key=None, headers=()), CONSUMER, "why")
+    assert (letter.key, letter.value) == (b"", None)
+
+
 # --- outbox ------------------------------------------------------------------------
 
 
@@ -198,9 +211,81 @@ def test_no_headers_round_trip() -> None:
     assert decode_headers(encode_headers([])) == []
 
 
-@given(st.lists(st.tuples(st.text(max_size=20), st.binary(max_size=64)), max_size=10))
-def test_headers_round_trip_property(headers: list[tuple[str, bytes]]) -> None:
+# Header names as aiokafka hands them: text, or (shared.kafka_records) bytes that are not
+# UTF-8 kept with surrogate escapes. Values: any bytes, or null.
+header_names = st.one_of(
+    st.text(max_size=20),
+    st.binary(max_size=20).map(lambda raw: raw.decode(errors="surrogateescape")),
+)
+header_values = st.one_of(st.none(), st.binary(max_size=64))
+
+
+@given(st.lists(st.tuples(header_names, header_values), max_size=10))
+def test_headers_round_trip_property(headers: list[tuple[str, bytes | None]]) -> None:
     assert decode_headers(encode_headers(headers)) == headers
+
+
+@given(st.lists(st.tuples(header_names, header_values), max_size=10))
+def test_any_record_aiokafka_hands_over_makes_a_sendable_dead_letter(
+    headers: list[tuple[str, bytes | None]],
+) -> None:
+    """Whatever the headers, the dead letter survives the outbox and every header name
+    can be encoded by a Kafka client (aiokafka encodes names as strict UTF-8)."""
+    letter = dead_letter(record(b"{", key=None, headers=headers), CONSUMER, "why")
+    assert decode_headers(encode_headers(letter.headers)) == list(letter.headers)
+    for name, _ in letter.headers:
+        name.encode()
+    assert [value for _, value in letter.headers][: len(headers)] == [v for _, v in headers]
+
+
+def test_a_null_header_value_stays_null_in_the_dead_letter() -> None:
+    letter = dead_letter(record(b'{"a":1}', headers=[("x", None)]), CONSUMER, "why")
+    assert ("x", None) in letter.headers
+    assert ("x", None) in decode_headers(encode_headers(letter.headers))
+
+
+def test_a_header_name_that_is_not_utf8_is_spelled_with_escapes() -> None:
+    name = b"\xff\xfeid".decode(errors="surrogateescape")
+    letter = dead_letter(record(b"{", headers=[(name, b"v")]), CONSUMER, "why")
+    assert ("\\xff\\xfeid", b"v") in letter.headers
+
+
+def test_a_dead_letter_without_its_original_headers_keeps_its_own() -> None:
+    letter = dead_letter(record(b"{", headers=[("a", b"1"), ("b", None)]), CONSUMER, "why")
+    stripped = without_original_headers(letter, "ValueError('boom')")
+    names = [name for name, _ in stripped.headers]
+    assert "a" not in names and "b" not in names
+    assert header(stripped.headers, "dlq.reason") == b"why"
+    assert b"2 original header(s) dropped" in header(stripped.headers, "dlq.headers_dropped")
+    assert (stripped.value, stripped.key, stripped.event_id) == (
+        letter.value,
+        letter.key,
+        letter.event_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        (ConnectionRefusedError(), Failure.UNAVAILABLE),
+        (DatabaseUnavailable("not accepting connections"), Failure.UNAVAILABLE),
+        (TimeoutError(), Failure.UNAVAILABLE),
+        (asyncpg.CannotConnectNowError(), Failure.UNAVAILABLE),
+        (asyncpg.ConnectionDoesNotExistError(), Failure.UNAVAILABLE),
+        (asyncpg.TooManyConnectionsError(), Failure.UNAVAILABLE),
+        (asyncpg.InterfaceError("connection is closed"), Failure.UNAVAILABLE),
+        (asyncpg.DeadlockDetectedError(), Failure.TRANSIENT),
+        (asyncpg.UniqueViolationError(), Failure.TRANSIENT),
+        (asyncpg.DataError(), Failure.DETERMINISTIC),
+        (asyncpg.CheckViolationError(), Failure.DETERMINISTIC),
+        (asyncpg.UndefinedTableError(), Failure.DETERMINISTIC),
+        (AttributeError("'NoneType' object has no attribute 'hex'"), Failure.DETERMINISTIC),
+        (UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates"), Failure.DETERMINISTIC),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else v.value,
+)
+def test_failures_are_classified(error: BaseException, failure: Failure) -> None:
+    assert classify(error) is failure
 
 
 def test_dead_letter_headers_survive_the_outbox_encoding() -> None:
