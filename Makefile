@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup run test up down status lint asyncapi clean
+.PHONY: setup run test up down status lint asyncapi contract clean
 
 ## setup: create the virtualenv and install the project with its pinned dependencies
 setup: $(STAMP)
@@ -44,6 +44,10 @@ lint: setup
 ## asyncapi: regenerate the AsyncAPI documents in docs/asyncapi from the code
 asyncapi: setup
 	$(BIN)/python -m shared.asyncapi
+
+## contract: record the event schemas in docs/contract, refusing a breaking change
+contract: setup
+	$(BIN)/python -m shared.contract
 
 clean: down
 	rm -rf .infra $(VENV)

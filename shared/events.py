@@ -1,13 +1,21 @@
 """The message contract: every event that crosses a topic, as a frozen Pydantic model.
 
 Each event is a flat model on a common envelope (``event_id``, ``event_type``,
-``schema_version``, ``occurred_at``, ``correlation_id``, ``causation_id``). Unknown
-fields are rejected, so a producer that drifts from the contract is caught at the
-first consumer instead of silently losing data. Money is whole Rupiah (``int``).
+``schema_version``, ``occurred_at``, ``correlation_id``, ``causation_id``). Money is
+whole Rupiah (``int``, never a boolean or a numeric string).
 
 Versioning: ``schema_version`` is the major version of one event type and matches the
-``.vN`` suffix of its topic. Additive, optional fields keep the version; anything else
-is a new version on a new topic.
+``.vN`` suffix of its topic. Within a version a producer may only *add* optional fields;
+it never removes, renames or retypes one, and never makes one required
+(``shared/contract.py`` and the snapshots in ``docs/contract/`` enforce it). Anything
+else is a new version on a new topic.
+
+Reading: events between our services are read tolerantly, so a consumer not yet
+upgraded accepts (and ignores) a field that a newer producer added; in a rolling deploy
+the producer goes first, and refusing the field would dead-letter live traffic. What a
+person typed is read strictly: the upstream request (``EnrolmentRequested`` and its
+``RequestedWorker``, also the HTTP API's body) refuses unknown fields, so a typo such as
+``emial`` is answered with a reason instead of being silently dropped.
 """
 
 from __future__ import annotations
@@ -75,10 +83,16 @@ Channel = Literal["sms", "email"]
 Language = Literal["id", "en"]
 
 
+TOLERANT = ConfigDict(frozen=True, extra="ignore", str_strip_whitespace=False)
+"""Internal events: fields this version does not know are accepted and ignored."""
+STRICT = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+"""What a person typed: an unknown field is an error, never silently dropped."""
+
+
 class Event(BaseModel):
     """The envelope every event carries."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+    model_config = TOLERANT
 
     TOPIC: ClassVar[str]
     KEY_FIELD: ClassVar[str]
@@ -123,7 +137,7 @@ class Event(BaseModel):
 class RequestedWorker(BaseModel):
     """The facts about a person that an enrolment request carries (before validation)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = STRICT
 
     nik: str = Field(
         min_length=1,
@@ -178,6 +192,8 @@ class RequestedWorker(BaseModel):
 
 class EnrolmentRequested(Event):
     """An upstream system asks registration to enrol one worker."""
+
+    model_config = STRICT
 
     TOPIC: ClassVar[str] = topics.ENROLMENT_REQUESTED
     KEY_FIELD: ClassVar[str] = "request_id"
@@ -235,7 +251,7 @@ class WorkerEnrolled(Event):
 class RejectionReason(BaseModel):
     """One reason an enrolment was refused, precise enough for a clerk to act on."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = TOLERANT
 
     code: str = Field(description="Stable reason code.", examples=["NIK_FORMAT"])
     field: str | None = Field(description="The request field at fault, if one.", examples=["nik"])

@@ -25,6 +25,8 @@ from shared.settings import ServiceSettings
 from tests.factories import SAMPLES, uid
 
 EVENT_IDS = [t.__name__ for t in EVENT_TYPES]
+UPSTREAM: tuple[type[BaseModel], ...] = (EnrolmentRequested,)
+"""Written by systems outside Perisai from what people typed: read strictly."""
 ALL_MODELS: tuple[type[BaseModel], ...] = (*EVENT_TYPES, RequestedWorker, RejectionReason)
 
 
@@ -47,11 +49,20 @@ class TestEveryEvent:
         wire = event.model_dump_json().encode()
         assert event_type.model_validate_json(wire) == event
 
-    def test_unknown_fields_are_rejected(self, event_type: type[Event]) -> None:
-        data = json.loads(sample(event_type).model_dump_json())
-        data["surprise"] = 1
-        with pytest.raises(ValidationError, match=r"extra_forbidden|Extra inputs"):
-            event_type.model_validate(data)
+    def test_a_field_from_a_newer_producer_is_ignored_or_refused_by_rule(
+        self, event_type: type[Event]
+    ) -> None:
+        """Internal events: an old consumer reads a newer producer's event and ignores
+        the field it does not know. The upstream request, typed by people: refused."""
+        event = sample(event_type)
+        data = json.loads(event.model_dump_json())
+        data["added_in_a_later_release"] = {"any": ["shape", 1]}
+        wire = json.dumps(data)
+        if event_type in UPSTREAM:
+            with pytest.raises(ValidationError, match=r"extra_forbidden|Extra inputs"):
+                event_type.model_validate_json(wire)
+        else:
+            assert event_type.model_validate_json(wire) == event
 
     def test_events_are_frozen(self, event_type: type[Event]) -> None:
         event = sample(event_type)
@@ -129,10 +140,19 @@ def test_every_field_has_a_description(model: type[BaseModel]) -> None:
 
 
 @pytest.mark.parametrize("model", ALL_MODELS, ids=[m.__name__ for m in ALL_MODELS])
-def test_every_model_is_strict(model: type[BaseModel]) -> None:
-    assert model.model_config.get("extra") == "forbid"
+def test_internal_events_read_tolerantly_and_what_people_type_strictly(
+    model: type[BaseModel],
+) -> None:
+    strict = model in UPSTREAM or model is RequestedWorker
+    assert model.model_config.get("extra") == ("forbid" if strict else "ignore")
     assert model.model_config.get("frozen") is True
     assert model.__doc__ and model.__doc__.strip()
+
+
+def test_a_nested_reason_from_a_newer_producer_is_read_too() -> None:
+    data = json.loads(sample(EnrolmentRejected).model_dump_json())
+    data["reasons"][0]["message_id"] = "nik.format"
+    assert EnrolmentRejected.model_validate(data) == sample(EnrolmentRejected)
 
 
 def test_nested_models_reject_unknown_fields() -> None:
