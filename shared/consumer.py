@@ -32,14 +32,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import asyncpg
 import stamina
 import structlog
 from pydantic import ValidationError
 
-from shared import inbox, outbox
+from shared import inbox, metrics, outbox
 from shared.db import DatabaseUnavailable, transaction
 from shared.events import Event, derive_event_id
 from shared.faults import crash_point
@@ -216,6 +216,7 @@ class ConsumerHealth:
     last_error: str | None = None
     batch: str | None = None
     dead_lettered: int = 0
+    inbox_conflicts: int = 0
     recovered_at: datetime | None = field(default=None, repr=False)
 
     @property
@@ -262,10 +263,17 @@ class ConsumerHealth:
             "batch": self.batch,
             "last_error": self.last_error,
             "dead_lettered": self.dead_lettered,
+            "inbox_conflicts": self.inbox_conflicts,
         }
 
 
 E = TypeVar("E", bound=Event)
+
+
+class Parsed(NamedTuple, Generic[E]):
+    items: list[tuple[Record, E]]
+    dead: list[OutboxRecord]
+    repeats: list[tuple[Record, E]]
 
 
 class BatchConsumer(Generic[E]):
@@ -298,10 +306,12 @@ class BatchConsumer(Generic[E]):
         self._lone_rounds = 0
         self.health = ConsumerHealth(name)
 
-    def parse(self, records: Sequence[Record]) -> tuple[list[tuple[Record, E]], list[OutboxRecord]]:
-        """Each readable record with its event (the first of any repeated event id),
-        and a dead letter for each unreadable one."""
+    def parse(self, records: Sequence[Record]) -> Parsed[E]:
+        """Each readable record with its event (the first of any repeated event id), a
+        dead letter for each unreadable one, and the repeats (checked against the first,
+        never handled)."""
         items: dict[Any, tuple[Record, E]] = {}
+        repeats: list[tuple[Record, E]] = []
         dead: list[OutboxRecord] = []
         for record in records:
             if not record.value:
@@ -313,19 +323,32 @@ class BatchConsumer(Generic[E]):
             except ValidationError as error:
                 dead.append(dead_letter(record, self.name, _describe(error), self._topic_prefix))
                 continue
-            items.setdefault(event.event_id, (record, event))
-        return list(items.values()), dead
+            if event.event_id in items:
+                repeats.append((record, event))
+            else:
+                items[event.event_id] = (record, event)
+        return Parsed(list(items.values()), dead, repeats)
 
     async def __call__(self, records: Sequence[Record]) -> BatchOutcome:
         try:
             outcome = await self._consume(records)
         except Exception as error:
             self.health.failed(records, error)
+            metrics.FAILED_ROUNDS.labels(self.name).inc()
+            metrics.STALLED.labels(self.name).set(int(self.health.stalled))
             # Space the re-reads of a batch that keeps failing (the nack re-seeks at once).
             pause = self._round_backoff_s * 2 ** (self.health.failed_rounds - 1)
             await asyncio.sleep(min(pause, self._max_round_backoff_s))
             raise
         self.health.succeeded()
+        metrics.STALLED.labels(self.name).set(0)
+        for outcome_name, count in (
+            ("handled", outcome.handled),
+            ("duplicate", outcome.duplicates),
+            ("dead_lettered", outcome.dead_lettered),
+        ):
+            if count:
+                metrics.CONSUMED.labels(self.name, outcome_name).inc(count)
         crash_point(f"{self.name}_after_commit")
         if outcome.dead_lettered:
             self.health.dead_lettered += outcome.dead_lettered
@@ -333,9 +356,9 @@ class BatchConsumer(Generic[E]):
         return outcome
 
     async def _consume(self, records: Sequence[Record]) -> BatchOutcome:
-        items, dead = self.parse(records)
+        items, dead, repeats = self.parse(records)
         try:
-            outcome = await self._with_retries(items, dead)
+            outcome = await self._with_retries(items, dead, repeats)
         except Exception as error:
             if is_unavailable(error):
                 raise
@@ -440,7 +463,10 @@ class BatchConsumer(Generic[E]):
         return outcome
 
     async def _with_retries(
-        self, items: list[tuple[Record, E]], dead: list[OutboxRecord]
+        self,
+        items: list[tuple[Record, E]],
+        dead: list[OutboxRecord],
+        repeats: Sequence[tuple[Record, E]] = (),
     ) -> BatchOutcome:
         async for attempt in stamina.retry_context(
             on=is_retryable,
@@ -450,19 +476,60 @@ class BatchConsumer(Generic[E]):
             wait_max=5.0,
         ):
             with attempt:
-                outcome = await self._apply([event for _, event in items], dead)
+                outcome = await self._apply(items, dead, repeats)
         return outcome
 
-    async def _apply(self, events: list[E], dead: list[OutboxRecord]) -> BatchOutcome:
+    async def _apply(
+        self,
+        items: list[tuple[Record, E]],
+        dead: list[OutboxRecord],
+        repeats: Sequence[tuple[Record, E]],
+    ) -> BatchOutcome:
+        entries = [self._entry(record, event) for record, event in [*items, *repeats]]
+        entries += [_letter_entry(letter) for letter in dead if letter.event_id]
         async with transaction(self._pool) as conn:
-            ids = [e.event_id for e in events] + [d.event_id for d in dead if d.event_id]
-            fresh_ids = await inbox.claim(conn, self.name, ids)
-            fresh = [e for e in events if e.event_id in fresh_ids]
+            fresh_ids, conflicts = await inbox.claim(conn, self.name, entries)
+            fresh = [e for _, e in items if e.event_id in fresh_ids]
             fresh_dead = [d for d in dead if d.event_id in fresh_ids]
             produced = await self._handler(conn, fresh) if fresh else ()
             await outbox.enqueue(conn, [*fresh_dead, *map(OutboxRecord.of, produced)])
+        self._report_conflicts(conflicts)
         return BatchOutcome(
             handled=len(fresh),
-            duplicates=len(events) - len(fresh),
+            duplicates=len(items) + len(repeats) - len(fresh),
             dead_lettered=len(fresh_dead),
         )
+
+    @staticmethod
+    def _entry(record: Record, event: E) -> inbox.Entry:
+        # occurred_at is when the fact was recorded, not the fact: a producer that derives
+        # the same event again (same id) may stamp it anew.
+        content = event.model_dump_json(exclude={"occurred_at"}).encode()
+        return inbox.Entry(event.event_id, inbox.content_hash(content), origin_of(record))
+
+    def _report_conflicts(self, conflicts: Sequence[inbox.Conflict]) -> None:
+        for conflict in conflicts:
+            log.warning(
+                "same event id, different content: the first one stands",
+                consumer=self.name,
+                event_id=str(conflict.event_id),
+                first_origin=conflict.first_origin,
+                origin=conflict.origin,
+            )
+        if conflicts:
+            self.health.inbox_conflicts += len(conflicts)
+            metrics.INBOX_CONFLICTS.labels(self.name).inc(len(conflicts))
+
+
+def origin_of(record: Record) -> str:
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
+def _letter_entry(letter: OutboxRecord) -> inbox.Entry:
+    headers = {name: value for name, value in letter.headers if name.startswith("dlq.origin.")}
+    origin = "/".join(
+        (headers.get(f"dlq.origin.{part}") or b"").decode()
+        for part in ("topic", "partition", "offset")
+    )
+    assert letter.event_id is not None
+    return inbox.Entry(letter.event_id, inbox.content_hash(letter.value), origin)

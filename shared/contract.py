@@ -119,8 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"breaking change: {problem}", file=sys.stderr)
     if problems:
         print(
-            "A breaking change needs a new version on a new topic (.v2), not an edit of this "
-            "one.",
+            "A breaking change needs a new version on a new topic (.v2), not an edit of this one.",
             file=sys.stderr,
         )
         return 1

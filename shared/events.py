@@ -77,7 +77,11 @@ SchemaVersion1 = Annotated[
     ),
 ]
 EVENT_TYPE_DESCRIPTION = "Name of the event type; constant for each schema."
-Rupiah = Annotated[int, Field(ge=0, description="An amount in whole Indonesian Rupiah.")]
+Rupiah = Annotated[
+    int, Field(ge=0, strict=True, description="An amount in whole Indonesian Rupiah.")
+]
+"""Strict: a JSON integer, never a boolean (``false`` is not Rp 0), a float or a string."""
+Count = Annotated[int, Field(ge=1, strict=True)]
 Programme = Literal["JKK", "JKM"]
 Channel = Literal["sms", "email"]
 Language = Literal["id", "en"]
@@ -349,7 +353,7 @@ class NotificationSent(Event):
     provider_message_id: str | None = Field(
         default=None, description="The provider's id of the message, if it returned one."
     )
-    attempts: int = Field(ge=1, description="Send attempts it took.")
+    attempts: Count = Field(description="Send attempts it took.")
 
 
 class NotificationFailed(Event):
@@ -368,7 +372,7 @@ class NotificationFailed(Event):
     template: str = Field(description="Template used.")
     reason: str = Field(description="Why it failed (last error).")
     permanent: bool = Field(description="True when retrying cannot help (e.g. invalid number).")
-    attempts: int = Field(ge=1, description="Send attempts made.")
+    attempts: Count = Field(description="Send attempts made.")
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

@@ -23,9 +23,10 @@ import uvicorn
 import uvloop
 from aiokafka import ConsumerRecord
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import kafka_records
 from shared.consumer import BatchConsumer, BatchHandler
@@ -144,6 +145,12 @@ async def running(resources: Resources, broker: KafkaBroker) -> AsyncIterator[No
 
 def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
     router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics: consumers (records by outcome, failed rounds, stalled,
+        inbox conflicts) and the process."""
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:

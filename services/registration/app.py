@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import stamina
-from fastapi import FastAPI, Header, HTTPException, Response
+from fastapi import Body, FastAPI, Header, HTTPException, Response
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from services.registration import service, store
 from services.registration.domain import (
@@ -23,6 +23,7 @@ from services.registration.domain import (
     Outcome,
     is_valid_participant_number,
     mask_nik,
+    read_worker,
 )
 from services.registration.settings import RegistrationSettings
 from shared import outbox, topics
@@ -35,6 +36,7 @@ from shared.events import (
     RequestedWorker,
     WorkerEnrolled,
 )
+from shared.http import document_models
 from shared.service import (
     Resources,
     ServiceSpec,
@@ -49,13 +51,54 @@ SPEC = ServiceSpec("registration", Path(__file__).with_name("migrations"))
 RACE_ERRORS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
 
 
+WorkerPayload = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"$ref": "#/components/schemas/RequestedWorker"}),
+]
+"""A worker as sent: any JSON object, documented as RequestedWorker. It is checked by
+domain.read_worker, so that a field that does not fit (a name too long, a typo'd field
+name) is an answer with a reason code for that one request, not a 422 for the lot."""
+
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        min_length=1,
+        max_length=128,
+        pattern=PRINTABLE,
+        description="The client's key for this request: the same key again returns the "
+        "same answer and creates nothing.",
+    ),
+]
+CorrelationId = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=128,
+        pattern=PRINTABLE,
+        description="Follows the enrolment through every event it causes (default: the "
+        "Idempotency-Key).",
+    ),
+]
+
+
+class UpstreamRequest(EnrolmentRequested):
+    """EnrolmentRequested as registration reads it off the upstream topic. The envelope
+    must be readable (without a request_id there is nobody to answer: a dead letter);
+    the worker, and fields the contract does not know, become reasons in the answer
+    (an EnrolmentRejected), exactly as on the HTTP API."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    worker: Any = Field(description="The person to enrol; checked by domain.read_worker.")
+
+
 class EnrolmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(
         min_length=1, max_length=128, pattern=PRINTABLE, description="Idempotency key."
     )
-    worker: RequestedWorker
+    worker: WorkerPayload
 
 
 class BatchIn(BaseModel):
@@ -109,18 +152,22 @@ def create_app(resources: Resources) -> FastAPI:
         return datetime.now(timezone).date()
 
     async def handle_requested(
-        conn: asyncpg.Connection, batch: list[EnrolmentRequested]
+        conn: asyncpg.Connection, batch: list[UpstreamRequest]
     ) -> list[Event]:
         commands = [
-            EnrolmentCommand(e.request_id, e.source, e.worker, e.correlation_id, e.event_id)
+            EnrolmentCommand(
+                e.request_id,
+                e.source,
+                read_worker(e.worker, unknown_fields=e.model_extra or {}),
+                e.correlation_id,
+                e.event_id,
+            )
             for e in batch
         ]
         _, events = await service.enrol(conn, commands, today(), ages)
         return events
 
-    consume_requested = resources.consumer(
-        "enrolment-requested", EnrolmentRequested, handle_requested
-    )
+    consume_requested = resources.consumer("enrolment-requested", UpstreamRequest, handle_requested)
 
     broker = new_broker(settings, SPEC)
 
@@ -159,6 +206,7 @@ def create_app(resources: Resources) -> FastAPI:
         lifespan=lambda _: running(resources, broker),
     )
     app.include_router(health_router(resources, broker))
+    document_models(app, RequestedWorker)
     app.state.broker = broker  # the AsyncAPI generator reads it
 
     @app.post(
@@ -167,15 +215,15 @@ def create_app(resources: Resources) -> FastAPI:
         responses={422: {"model": ResultOut, "description": "Rejected, with every reason"}},
     )
     async def enrol_one(
-        worker: RequestedWorker,
+        worker: Annotated[WorkerPayload, Body()],
         response: Response,
-        idempotency_key: Annotated[str, Header(min_length=1, max_length=128)],
-        x_correlation_id: Annotated[str | None, Header(max_length=128)] = None,
+        idempotency_key: IdempotencyKey,
+        x_correlation_id: CorrelationId = None,
     ) -> ResultOut:
         """Enrol one worker. Sending the same Idempotency-Key again returns the same
         answer and creates nothing."""
         command = EnrolmentCommand(
-            idempotency_key, "api", worker, x_correlation_id or idempotency_key
+            idempotency_key, "api", read_worker(worker), x_correlation_id or idempotency_key
         )
         [outcome] = await enrol([command])
         if not isinstance(outcome, Enrolled):
@@ -188,7 +236,8 @@ def create_app(resources: Resources) -> FastAPI:
         if len(body.enrolments) > settings.max_batch_requests:
             raise HTTPException(413, f"at most {settings.max_batch_requests} enrolments per batch")
         commands = [
-            EnrolmentCommand(e.request_id, "bulk", e.worker, e.request_id) for e in body.enrolments
+            EnrolmentCommand(e.request_id, "bulk", read_worker(e.worker), e.request_id)
+            for e in body.enrolments
         ]
         return BatchOut(results=[ResultOut.of(o) for o in await enrol(commands)])
 

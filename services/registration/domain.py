@@ -7,15 +7,19 @@ clerk can fix a row in one go.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Final
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from services.registration.codes import (
     KABUPATEN_PASURUAN,
@@ -55,14 +59,33 @@ DEFAULT_AGE_RULE = AgeRule()
 
 
 @dataclass(frozen=True)
+class UnreadableWorker:
+    """A request whose worker does not fit the schema (a field missing, too long, of the
+    wrong type, or unknown), with a reason for each problem. ``remainder`` is the
+    request with those fields replaced by harmless placeholders, so that every other
+    rule can still be checked and the clerk learns everything wrong in one answer."""
+
+    reasons: tuple[RejectionReason, ...]
+    nik: str | None
+    bad_fields: frozenset[str]
+    remainder: RequestedWorker | None
+
+
+@dataclass(frozen=True)
 class EnrolmentCommand:
     """One enrolment to decide, from any intake channel."""
 
     request_id: str
     source: str
-    worker: RequestedWorker
+    worker: RequestedWorker | UnreadableWorker
     correlation_id: str
     causation_id: uuid.UUID | None = None
+
+    @property
+    def nik(self) -> str | None:
+        """The NIK as given, stripped, if the request carried one as text."""
+        nik = self.worker.nik
+        return nik.strip() if nik is not None else None
 
 
 @dataclass(frozen=True)
@@ -233,27 +256,151 @@ def normalise_email(email: str | None) -> tuple[str | None, list[RejectionReason
     return result.normalized, []
 
 
-TEXT_FIELDS = ("nik", "full_name", "address", "kelurahan", "kecamatan_code", "phone", "email")
+TEXT_FIELDS = (
+    "nik",
+    "full_name",
+    "address",
+    "kelurahan",
+    "kecamatan_code",
+    "phone",
+    "email",
+    "occupation",
+)
 MULTILINE_FIELDS = ("address",)
 """Addresses arrive from spreadsheets with line breaks; those are kept."""
 LINE_BREAKS = frozenset("\t\n\r")
+INVISIBLE_CATEGORIES = {
+    "Cc": "control characters",
+    "Cf": "invisible format characters (e.g. a right-to-left override, a zero-width space)",
+    "Cn": "unassigned code points",
+}
+"""Unicode categories that have no place in a name, address or code: they hide or
+reorder what a clerk sees (Cf), cannot be stored (NUL) or mean nothing yet (Cn). Lone
+surrogates (Cs) are not even text: the schema refuses them (see _schema_reason)."""
 
 
 def validate_text(request: RequestedWorker) -> list[RejectionReason]:
-    """Control characters (NUL, escape, ...) have no place in these fields; NUL cannot
-    even be stored."""
     reasons = []
     for name in TEXT_FIELDS:
         allowed = LINE_BREAKS if name in MULTILINE_FIELDS else frozenset()
         value = getattr(request, name) or ""
-        if any(unicodedata.category(c) == "Cc" and c not in allowed for c in value):
-            reasons.append(reason("TEXT_INVALID", name, "contains control characters"))
+        found = sorted(
+            {
+                category
+                for c in value
+                if (category := unicodedata.category(c)) in INVISIBLE_CATEGORIES
+                and c not in allowed
+            }
+        )
+        if found:
+            what = ", ".join(INVISIBLE_CATEGORIES[category] for category in found)
+            reasons.append(reason("TEXT_INVALID", name, f"contains {what}"))
     return reasons
 
 
+SCHEMA_REASON_CODES: Final[dict[str, str]] = {
+    "nik": "NIK_FORMAT",
+    "full_name": "NAME_INVALID",
+    "birth_date": "BIRTH_DATE_INVALID",
+    "gender": "GENDER_INVALID",
+    "address": "ADDRESS_INVALID",
+    "kelurahan": "DOMICILE_KELURAHAN_INVALID",
+    "kecamatan_code": "DOMICILE_KECAMATAN_INVALID",
+    "phone": "PHONE_INVALID",
+    "email": "EMAIL_INVALID",
+    "occupation": "OCCUPATION_UNKNOWN",
+    "declared_income": "INCOME_INVALID",
+    "preferred_language": "LANGUAGE_UNKNOWN",
+}
+"""The reason code of a worker field that does not fit the schema (missing, too long,
+wrong type): the same code whatever the channel."""
+FIELD_UNKNOWN: Final = "FIELD_UNKNOWN"
+WORKER_INVALID: Final = "WORKER_INVALID"
+RULE_INPUTS: Final[dict[str, frozenset[str]]] = {
+    "NIK_BIRTHDATE_MISMATCH": frozenset({"nik", "birth_date"}),
+    "NIK_GENDER_MISMATCH": frozenset({"nik", "gender"}),
+}
+"""Rules that compare fields: they say nothing when either field is unreadable."""
+PLACEHOLDERS: Final[dict[str, object]] = {
+    "nik": "3575010101900001",
+    "full_name": "-",
+    "birth_date": date(1990, 1, 1),
+    "gender": "M",
+    "address": "-",
+    "kelurahan": "-",
+    "kecamatan_code": "35.75.01",
+    "phone": "081234567890",
+    "email": None,
+    "occupation": "pedagang",
+    "declared_income": MINIMUM_DECLARED_INCOME,
+    "preferred_language": "id",
+}
+"""Stand-ins for unreadable fields, so the other rules can run (their own reasons are
+dropped: see RULE_INPUTS)."""
+
+
+def _schema_reason(error: ErrorDetails) -> tuple[str | None, RejectionReason]:
+    location = error["loc"]
+    if not location:
+        return None, reason(WORKER_INVALID, "worker", "the worker must be a JSON object")
+    name = str(location[0])
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(name, RequestedWorker.model_fields, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return name, reason(FIELD_UNKNOWN, name, f"unknown field {name!r}{hint}")
+    if error["type"] == "string_unicode":  # a lone surrogate, e.g. "\ud800" in JSON
+        return name, reason("TEXT_INVALID", name, "contains lone surrogates (not Unicode text)")
+    return name, reason(SCHEMA_REASON_CODES.get(name, WORKER_INVALID), name, error["msg"])
+
+
+def read_worker(
+    raw: object, unknown_fields: Iterable[str] = ()
+) -> RequestedWorker | UnreadableWorker:
+    """The worker of a request as it arrived (a parsed JSON value), checked against the
+    schema. ``unknown_fields`` are fields of the request around it that the schema
+    does not know (each is a FIELD_UNKNOWN reason)."""
+    reasons = [
+        reason(FIELD_UNKNOWN, name, f"unknown field {name!r} in the request")
+        for name in unknown_fields
+    ]
+    bad: set[str] = set()
+    try:
+        worker = RequestedWorker.model_validate(raw)
+    except ValidationError as error:
+        for error_details in error.errors(include_url=False, include_input=False):
+            name, problem = _schema_reason(error_details)
+            reasons.append(problem)
+            if name is not None:
+                bad.add(name)
+        worker = None
+    if worker is not None and not reasons:
+        return worker
+    given = raw if isinstance(raw, dict) else {}
+    nik = given.get("nik") if isinstance(given.get("nik"), str) else None
+    if worker is None and isinstance(raw, dict):
+        readable = {k: v for k, v in given.items() if k in RequestedWorker.model_fields}
+        stand_ins = {k: v for k, v in PLACEHOLDERS.items() if k in bad or k not in readable}
+        try:
+            worker = RequestedWorker.model_validate({**readable, **stand_ins})
+        except ValidationError:
+            worker = None
+    return UnreadableWorker(tuple(reasons), nik, frozenset(bad), worker)
+
+
 def validate(
-    request: RequestedWorker, today: date, ages: AgeRule = DEFAULT_AGE_RULE
+    request: RequestedWorker | UnreadableWorker, today: date, ages: AgeRule = DEFAULT_AGE_RULE
 ) -> ValidWorker | list[RejectionReason]:
+    if isinstance(request, UnreadableWorker):
+        reasons = list(request.reasons)
+        if request.remainder is not None:
+            others = validate(request.remainder, today, ages)
+            if isinstance(others, list):
+                reasons += [
+                    r
+                    for r in others
+                    if not RULE_INPUTS.get(r.code, frozenset({r.field})) & request.bad_fields
+                ]
+        return reasons
     reasons = validate_text(request)
     if not request.full_name.strip():
         reasons.append(reason("NAME_INVALID", "full_name", "name is empty"))
@@ -374,7 +521,7 @@ def enrolled_event(
 
 
 def rejected_event(command: EnrolmentCommand, rejected: Rejected) -> EnrolmentRejected:
-    nik = command.worker.nik.strip()
+    nik = command.nik or ""
     return EnrolmentRejected(
         event_id=derive_event_id("enrolment.rejected", command.request_id),
         correlation_id=command.correlation_id,

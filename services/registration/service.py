@@ -35,7 +35,7 @@ async def enrol(
     if not new:
         return [known[c.request_id] for c in commands], []
 
-    enrolled_niks = await store.participants_by_nik(conn, [c.worker.nik.strip() for c in new])
+    enrolled_niks = await store.participants_by_nik(conn, [n for c in new if (n := c.nik)])
     decision = domain.decide(new, enrolled_niks, today, ages)
     sequence = await store.next_participant_sequence(conn, len(decision.to_store))
     numbered = [

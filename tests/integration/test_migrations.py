@@ -62,6 +62,7 @@ async def test_apply_creates_schema_tables_and_records(
         "outbox",
         "outbox_parked",
         "inbox",
+        "inbox_conflicts",
         "things",
         "more_things",
     }

@@ -13,6 +13,7 @@ import pytest
 from services.registration.domain import participant_number
 from shared import inbox
 from shared.events import PolicyActivated, WorkerEnrolled
+from shared.inbox import Entry, content_hash
 from shared.outbox import OutboxRecord, decode_headers, enqueue, enqueue_events
 from tests.factories import worker_enrolled
 
@@ -137,13 +138,23 @@ async def test_outbox_insert_notifies_the_schema_channel(
     assert received == ["outbox_testsvc"]
 
 
+def entries(*ids: uuid.UUID, content: bytes = b"same", origin: str = "t/0/1") -> list[Entry]:
+    return [Entry(i, content_hash(content), origin) for i in ids]
+
+
+async def claim(conn: asyncpg.Connection, consumer: str, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    fresh, conflicts = await inbox.claim(conn, consumer, entries(*ids))
+    assert conflicts == []
+    return fresh
+
+
 async def test_claim_returns_only_new_ids(shared_schema_pool: asyncpg.Pool) -> None:
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     async with shared_schema_pool.acquire() as conn:
-        assert await inbox.claim(conn, "svc.consumer", [a, b]) == {a, b}
-        assert await inbox.claim(conn, "svc.consumer", [a, b]) == set()
-        assert await inbox.claim(conn, "svc.consumer", [b, c]) == {c}
-        assert await inbox.claim(conn, "svc.consumer", []) == set()
+        assert await claim(conn, "svc.consumer", [a, b]) == {a, b}
+        assert await claim(conn, "svc.consumer", [a, b]) == set()
+        assert await claim(conn, "svc.consumer", [b, c]) == {c}
+        assert await claim(conn, "svc.consumer", []) == set()
         count = await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'svc.consumer'")
     assert count == 3
 
@@ -151,17 +162,17 @@ async def test_claim_returns_only_new_ids(shared_schema_pool: asyncpg.Pool) -> N
 async def test_claim_consumers_are_independent(shared_schema_pool: asyncpg.Pool) -> None:
     ids = [uuid.uuid4() for _ in range(3)]
     async with shared_schema_pool.acquire() as conn:
-        assert await inbox.claim(conn, "one", ids) == set(ids)
-        assert await inbox.claim(conn, "two", ids) == set(ids)
-        assert await inbox.claim(conn, "one", ids) == set()
-        assert await inbox.claim(conn, "two", ids) == set()
+        assert await claim(conn, "one", ids) == set(ids)
+        assert await claim(conn, "two", ids) == set(ids)
+        assert await claim(conn, "one", ids) == set()
+        assert await claim(conn, "two", ids) == set()
 
 
 async def test_claim_handles_duplicates_within_one_call(shared_schema_pool: asyncpg.Pool) -> None:
     a, b = uuid.uuid4(), uuid.uuid4()
     async with shared_schema_pool.acquire() as conn:
-        assert await inbox.claim(conn, "dups", [a, a, b, a, b]) == {a, b}
-        assert await inbox.claim(conn, "dups", (i for i in [a, b])) == set()
+        assert await claim(conn, "dups", [a, a, b, a, b]) == {a, b}
+        assert await claim(conn, "dups", [a, b]) == set()
 
 
 async def test_claim_rolled_back_with_its_transaction(shared_schema_pool: asyncpg.Pool) -> None:
@@ -170,9 +181,46 @@ async def test_claim_rolled_back_with_its_transaction(shared_schema_pool: asyncp
     async with shared_schema_pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
-        assert await inbox.claim(conn, "rb", [a]) == {a}
+        assert await claim(conn, "rb", [a]) == {a}
         await tx.rollback()
-        assert await inbox.claim(conn, "rb", [a]) == {a}
+        assert await claim(conn, "rb", [a]) == {a}
+
+
+async def test_the_same_id_with_other_content_is_a_conflict_kept_with_both_origins(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    async with shared_schema_pool.acquire() as conn:
+        await inbox.claim(conn, "c", entries(a, b, content=b"first", origin="t/0/5"))
+        fresh, conflicts = await inbox.claim(
+            conn,
+            "c",
+            [
+                *entries(a, content=b"first", origin="t/0/9"),  # a redelivery: no conflict
+                *entries(b, content=b"forged", origin="t/2/7"),
+            ],
+        )
+        assert fresh == set()
+        assert conflicts == [inbox.Conflict(b, "t/0/5", "t/2/7")]
+        rows = await conn.fetch("SELECT event_id, first_origin, origin FROM inbox_conflicts")
+    assert [tuple(r) for r in rows] == [(b, "t/0/5", "t/2/7")]
+
+
+async def test_a_repeat_with_other_content_within_one_call_is_a_conflict(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    a = uuid.uuid4()
+    async with shared_schema_pool.acquire() as conn:
+        fresh, conflicts = await inbox.claim(
+            conn,
+            "c",
+            [
+                *entries(a, content=b"one", origin="t/1/1"),
+                *entries(a, content=b"two", origin="t/1/2"),
+            ],
+        )
+    assert fresh == {a}
+    assert conflicts == [inbox.Conflict(a, "t/1/1", "t/1/2")]
 
 
 async def wait_until_blocked(pool: asyncpg.Pool, timeout_s: float = 5.0) -> None:
@@ -199,9 +247,9 @@ async def test_concurrent_claims_of_the_same_id_admit_exactly_one(
     async with shared_schema_pool.acquire() as first, shared_schema_pool.acquire() as second:
         tx1 = first.transaction()
         await tx1.start()
-        assert await inbox.claim(first, "race", [a]) == {a}
+        assert await claim(first, "race", [a]) == {a}
         async with second.transaction():
-            pending = asyncio.create_task(inbox.claim(second, "race", [a]))
+            pending = asyncio.create_task(claim(second, "race", [a]))
             await wait_until_blocked(shared_schema_pool)
             assert not pending.done(), "the second claim should wait for the first transaction"
             await tx1.commit()

@@ -72,7 +72,7 @@ def header(headers: Sequence[tuple[str, bytes | None]], name: str) -> bytes:
 def test_valid_messages_are_parsed() -> None:
     first = enrolment_requested(event_id=uid("a"), request_id="r-a")
     second = enrolment_requested(event_id=uid("b"), request_id="r-b")
-    items, dead = consumer().parse([record(wire(first), 0), record(wire(second), 1)])
+    items, dead, _ = consumer().parse([record(wire(first), 0), record(wire(second), 1)])
     assert [event for _, event in items] == [first, second]
     assert dead == []
 
@@ -92,7 +92,7 @@ def test_valid_messages_are_parsed() -> None:
 )
 def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fragment: str) -> None:
     bad = record(value, offset=41, partition=2, key=b"k-1")
-    items, [letter] = consumer().parse([bad])
+    items, [letter], _ = consumer().parse([bad])
     assert [event for _, event in items] == []
     assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
     assert letter.value == value, "the value as it was, a null one kept null"
@@ -111,7 +111,7 @@ def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fra
 
 def test_a_message_of_another_type_is_a_dead_letter() -> None:
     other = SAMPLES[WorkerEnrolled]()
-    items, [letter] = consumer().parse([record(other.model_dump_json().encode())])
+    items, [letter], _ = consumer().parse([record(other.model_dump_json().encode())])
     assert [event for _, event in items] == []
     reason = header(letter.headers, "dlq.reason").decode()
     assert "event_type" in reason or "Extra inputs" in reason
@@ -121,7 +121,7 @@ def test_schema_errors_are_described_briefly() -> None:
     data = json.loads(wire(enrolment_requested()))
     for name in ("phone", "gender", "birth_date", "nik", "full_name", "address", "kelurahan"):
         data["worker"][name] = None
-    _, [letter] = consumer().parse([record(json.dumps(data).encode())])
+    _, [letter], _ = consumer().parse([record(json.dumps(data).encode())])
     reason = header(letter.headers, "dlq.reason").decode()
     assert "worker." in reason
     assert "more" in reason  # at most five errors spelled out
@@ -130,17 +130,17 @@ def test_schema_errors_are_described_briefly() -> None:
 
 def test_the_topic_prefix_is_stripped_from_the_dead_letter_topic() -> None:
     bad = record(b"{", topic=PREFIX + ENROLMENT_REQUESTED)
-    _, [letter] = consumer(PREFIX).parse([bad])
+    _, [letter], _ = consumer(PREFIX).parse([bad])
     assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
     assert header(letter.headers, "dlq.origin.topic") == (PREFIX + ENROLMENT_REQUESTED).encode()
 
 
 def test_dead_letter_ids_are_deterministic_per_position() -> None:
     bad = record(b"{", offset=7, partition=3)
-    _, [first] = consumer().parse([bad])
-    _, [again] = consumer().parse([record(b"also bad", offset=7, partition=3)])
-    _, [elsewhere] = consumer().parse([record(b"{", offset=8, partition=3)])
-    _, [other_partition] = consumer().parse([record(b"{", offset=7, partition=4)])
+    _, [first], _ = consumer().parse([bad])
+    _, [again], _ = consumer().parse([record(b"also bad", offset=7, partition=3)])
+    _, [elsewhere], _ = consumer().parse([record(b"{", offset=8, partition=3)])
+    _, [other_partition], _ = consumer().parse([record(b"{", offset=7, partition=4)])
     assert first.event_id == again.event_id
     assert first.event_id == derive_event_id("dead-letter", ENROLMENT_REQUESTED, 3, 7)
     assert len({first.event_id, elsewhere.event_id, other_partition.event_id}) == 3
@@ -149,7 +149,7 @@ def test_dead_letter_ids_are_deterministic_per_position() -> None:
 def test_duplicates_within_a_batch_are_kept_once() -> None:
     event = enrolment_requested()
     other = enrolment_requested(event_id=uid("other"), request_id="r-2")
-    items, dead = consumer().parse(
+    items, dead, _ = consumer().parse(
         [record(wire(event), 0), record(wire(other), 1), record(wire(event), 2)]
     )
     assert [event for _, event in items] == [event, other]
@@ -158,7 +158,7 @@ def test_duplicates_within_a_batch_are_kept_once() -> None:
 
 def test_good_and_bad_messages_in_one_batch() -> None:
     good = enrolment_requested()
-    items, dead = consumer().parse(
+    items, dead, _ = consumer().parse(
         [record(b"", 0), record(wire(good), 1), record(b"{", 2), record(None, 3)]
     )
     assert [event for _, event in items] == [good]
@@ -289,7 +289,7 @@ def test_failures_are_classified(error: BaseException, failure: Failure) -> None
 
 
 def test_dead_letter_headers_survive_the_outbox_encoding() -> None:
-    _, [letter] = consumer().parse([record(b"\x00", offset=1)])
+    _, [letter], _ = consumer().parse([record(b"\x00", offset=1)])
     assert decode_headers(encode_headers(letter.headers)) == list(letter.headers)
 
 

@@ -28,6 +28,7 @@ from services.registration.domain import (
     normalise_email,
     normalise_phone,
     participant_number,
+    read_worker,
     validate,
     validate_domicile,
     validate_nik,
@@ -47,6 +48,13 @@ def command(request_id: str = "req-1", **worker: Any) -> EnrolmentCommand:
     return EnrolmentCommand(
         request_id, "upstream", requested_worker(**worker), f"corr-{request_id}"
     )
+
+
+def raw_worker(**changes: Any) -> dict[str, Any]:
+    """A valid worker as JSON would carry it, with ``changes`` (None: field removed)."""
+    data = requested_worker().model_dump(mode="json")
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
 
 
 def fullwidth(digits: str) -> str:
@@ -363,6 +371,38 @@ def test_control_characters_are_refused_naming_the_field(field: str, control: st
     assert ("TEXT_INVALID", field) in {(r.code, r.field) for r in reasons}
 
 
+@pytest.mark.parametrize(
+    "field", ["full_name", "address", "kelurahan", "kecamatan_code", "phone", "occupation"]
+)
+@pytest.mark.parametrize(
+    ("character", "category"),
+    [
+        ("\u202e", "format"),  # RIGHT-TO-LEFT OVERRIDE: displays text reversed
+        ("\u200b", "format"),  # ZERO WIDTH SPACE
+        ("\ufeff", "format"),  # a byte-order mark inside a value
+        ("\U000e0001", "format"),  # LANGUAGE TAG
+        ("\u0378", "unassigned"),
+        ("\U0010fffe", "unassigned"),  # a noncharacter
+        ("\ud800", "surrogates"),  # JSON can carry it; it cannot even be stored as UTF-8
+    ],
+    ids=["rlo", "zwsp", "bom", "tag", "unassigned", "noncharacter", "surrogate"],
+)
+def test_invisible_and_unassigned_characters_are_refused_naming_the_field(
+    field: str, character: str, category: str
+) -> None:
+    worker = read_worker(raw_worker(**{field: f"Siti{character}Aminah"}))
+    reasons = validate(worker, TODAY)
+    assert isinstance(reasons, list)
+    [text] = [r for r in reasons if r.code == "TEXT_INVALID"]
+    assert text.field == field
+    assert category in text.message
+
+
+def test_accented_and_apostrophe_names_are_fine() -> None:
+    for name in ("Siti Nur'aini", "Dewi Ayu Lestar\u00ed", "Tjo\u0308k", "D\u2019Costa"):
+        assert isinstance(validate(requested_worker(full_name=name), TODAY), ValidWorker), name
+
+
 def test_line_breaks_are_kept_in_an_address_only() -> None:
     assert isinstance(
         validate(requested_worker(address="Jl. Kartini 3\nRT 02/RW 05"), TODAY), ValidWorker
@@ -392,6 +432,93 @@ def test_every_reason_is_reported_together() -> None:
         "OCCUPATION_UNKNOWN",
         "INCOME_BELOW_MINIMUM",
     }
+
+
+def test_a_worker_that_fits_the_schema_is_read_as_is() -> None:
+    assert read_worker(raw_worker()) == requested_worker()
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "field"),
+    [
+        ({"full_name": "A" * 201}, "NAME_INVALID", "full_name"),
+        ({"full_name": None}, "NAME_INVALID", "full_name"),
+        ({"nik": 3575014101900001}, "NIK_FORMAT", "nik"),
+        ({"birth_date": "31-02-1990"}, "BIRTH_DATE_INVALID", "birth_date"),
+        ({"gender": "X"}, "GENDER_INVALID", "gender"),
+        ({"address": "A" * 301}, "ADDRESS_INVALID", "address"),
+        ({"kelurahan": ""}, "DOMICILE_KELURAHAN_INVALID", "kelurahan"),
+        ({"kecamatan_code": "3" * 17}, "DOMICILE_KECAMATAN_INVALID", "kecamatan_code"),
+        ({"phone": None}, "PHONE_INVALID", "phone"),
+        ({"email": "a" * 255}, "EMAIL_INVALID", "email"),
+        ({"occupation": 7}, "OCCUPATION_UNKNOWN", "occupation"),
+        ({"declared_income": False}, "INCOME_INVALID", "declared_income"),
+        ({"declared_income": "1000000"}, "INCOME_INVALID", "declared_income"),
+        ({"declared_income": 1_000_000.5}, "INCOME_INVALID", "declared_income"),
+        ({"preferred_language": "jv"}, "LANGUAGE_UNKNOWN", "preferred_language"),
+        ({"emial": "siti@example.com"}, "FIELD_UNKNOWN", "emial"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_field_that_does_not_fit_the_schema_is_a_reason_with_a_code(
+    changes: dict[str, Any], code: str, field: str
+) -> None:
+    reasons = validate(read_worker(raw_worker(**changes)), TODAY)
+    assert isinstance(reasons, list)
+    assert [(r.code, r.field) for r in reasons] == [(code, field)], reasons
+    assert all("input" not in r.message.lower() or code != "NAME_INVALID" for r in reasons)
+
+
+def test_a_typo_in_a_field_name_suggests_the_field() -> None:
+    [problem] = validate(read_worker(raw_worker(emial="siti@example.com")), TODAY)  # type: ignore[misc]
+    assert problem.message == "unknown field 'emial' (did you mean 'email'?)"
+
+
+def test_schema_reasons_come_with_every_other_rule_broken() -> None:
+    """A clerk fixes a row in one go: a name too long does not hide a bad phone or a
+    NIK whose date disagrees with the birth date."""
+    worker = raw_worker(
+        full_name="A" * 250,
+        phone="0343421234",
+        nik=make_nik(date(1991, 1, 1), "F"),
+        gender="F",
+    )
+    assert codes(validate(read_worker(worker), TODAY)) == {
+        "NAME_INVALID",
+        "PHONE_INVALID",
+        "NIK_BIRTHDATE_MISMATCH",
+    }
+
+
+def test_rules_comparing_an_unreadable_field_say_nothing() -> None:
+    """The birth date is unreadable: no age or NIK-date reason built on a stand-in."""
+    worker = raw_worker(birth_date="not a date")
+    assert codes(validate(read_worker(worker), TODAY)) == {"BIRTH_DATE_INVALID"}
+
+
+def test_a_worker_that_is_not_an_object_is_one_reason() -> None:
+    for raw in (None, [], "Siti", 5):
+        unreadable = read_worker(raw)
+        assert not isinstance(unreadable, type(requested_worker()))
+        assert [(r.code, r.field) for r in validate(unreadable, TODAY)] == [  # type: ignore[union-attr]
+            ("WORKER_INVALID", "worker")
+        ]
+
+
+def test_unknown_fields_around_the_worker_are_reasons_too() -> None:
+    reasons = validate(read_worker(raw_worker(), unknown_fields=["sourcee"]), TODAY)
+    assert [(r.code, r.field) for r in reasons] == [("FIELD_UNKNOWN", "sourcee")]  # type: ignore[union-attr]
+
+
+def test_an_unreadable_request_is_rejected_with_its_nik_masked() -> None:
+    worker = read_worker(raw_worker(full_name="A" * 201))
+    unreadable = EnrolmentCommand("req-9", "upstream", worker, "corr-9")
+    decision = decide([unreadable], {}, TODAY)
+    [(_, rejected)] = decision.rejected
+    [event] = events_for([], decision.rejected, TODAY)
+    assert isinstance(event, EnrolmentRejected)
+    assert event.nik_masked == mask_nik(requested_worker().nik)
+    assert [r.code for r in rejected.reasons] == ["NAME_INVALID"]
 
 
 def test_valid_worker_is_normalised() -> None:
