@@ -1,9 +1,11 @@
 """Feed a cohort through the registration service's batch HTTP API.
 
-Batches are posted concurrently and retried on connection errors, 5xx and 429 with bounded
-exponential backoff (``Retry-After`` is honoured, capped). Re-posting a batch is safe:
-``request_id`` is registration's idempotency key, so a batch that was processed but whose
-answer was lost yields the same outcomes again and creates nothing new.
+Batches are posted concurrently. A batch that meets a connection error, a 5xx or a 429
+is retried with exponential backoff (``Retry-After`` honoured) for up to ``retry_for_s``
+(default 5 minutes: a database restart or a deploy), with a line saying so; the batches
+already answered are not sent again, so the run resumes where it was. Re-posting a batch
+is safe: ``request_id`` is registration's idempotency key, so a batch that was processed
+but whose answer was lost yields the same outcomes again and creates nothing new.
 
     python -m devtools.feeder --base-url http://127.0.0.1:8001 --cohort cohort.jsonl
 """
@@ -26,8 +28,12 @@ from devtools.cohort import CohortEntry, load_cohort, summary_expectations
 
 BATCH_PATH: Final = "/v1/enrolments/batch"
 RETRYABLE_STATUS: Final = frozenset({429, 500, 502, 503, 504})
-DEFAULT_ATTEMPTS: Final = 6
-"""Tries per batch before giving up: with the default waits, roughly half a minute."""
+DEFAULT_RETRY_FOR_S: Final = 300.0
+"""How long one batch is retried while registration is unavailable before giving up."""
+
+OnRetry = Callable[[str, float], None]
+"""Told, before each retry of a batch, what went wrong and how long that batch has been
+retried (seconds)."""
 
 
 class FeederError(RuntimeError):
@@ -40,9 +46,18 @@ class RegistrationUnavailable(FeederError):
 
 class _RetryableResponse(Exception):
     def __init__(self, status: int, retry_after: float | None, body: str) -> None:
-        super().__init__(f"HTTP {status}: {body[:200]}")
+        super().__init__(f"HTTP {status}: {_problem_detail(body)}")
         self.status = status
         self.retry_after = retry_after
+
+
+def _problem_detail(body: str) -> str:
+    """The detail of a problem-details body, else the start of the body."""
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    return str(detail) if detail else body[:200]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -88,24 +103,38 @@ async def _post_batch(
     client: httpx.AsyncClient,
     batch: Sequence[CohortEntry],
     *,
-    attempts: int,
+    retry_for_s: float,
     max_wait_s: float,
+    on_retry: OnRetry | None,
 ) -> list[dict]:
     payload = _payload(batch)
+    problem = ""
+    first_failure: float | None = None
     try:
         async for attempt in stamina.retry_context(
             on=_backoff_hook(max_wait_s),
-            attempts=attempts,
-            timeout=None,  # bounded by attempts; one slow batch must not eat the budget
+            attempts=None,
+            timeout=retry_for_s,
             wait_initial=0.2,
             wait_max=max_wait_s,
         ):
+            if first_failure is not None and on_retry is not None:
+                on_retry(problem, time.monotonic() - first_failure)
             with attempt:
-                response = await client.post(BATCH_PATH, json=payload)
-                if response.status_code in RETRYABLE_STATUS:
-                    raise _RetryableResponse(
-                        response.status_code, _retry_after(response), response.text
+                try:
+                    response = await client.post(BATCH_PATH, json=payload)
+                    if response.status_code in RETRYABLE_STATUS:
+                        raise _RetryableResponse(
+                            response.status_code, _retry_after(response), response.text
+                        )
+                except (httpx.TransportError, _RetryableResponse) as error:
+                    problem = (
+                        f"{type(error).__name__}: {error}"
+                        if isinstance(error, httpx.TransportError)
+                        else str(error)
                     )
+                    first_failure = first_failure or time.monotonic()
+                    raise
                 if response.is_error:
                     raise FeederError(
                         f"registration refused a batch: HTTP {response.status_code} "
@@ -114,8 +143,8 @@ async def _post_batch(
                 return _results_in_order(batch, response)
     except (httpx.TransportError, _RetryableResponse) as error:
         raise RegistrationUnavailable(
-            f"registration service at {client.base_url} unavailable after {attempts} "
-            f"attempts: {type(error).__name__}: {error}"
+            f"registration service at {client.base_url} still unavailable after "
+            f"{retry_for_s:.0f} s: {problem or error}"
         ) from error
     raise AssertionError("unreachable: stamina either returns, retries or raises")
 
@@ -127,16 +156,17 @@ async def feed(
     batch_size: int = 500,
     concurrency: int = 4,
     on_progress: Callable[[int, int], None] | None = None,
-    attempts: int = DEFAULT_ATTEMPTS,
+    on_retry: OnRetry | None = None,
+    retry_for_s: float = DEFAULT_RETRY_FOR_S,
     max_wait_s: float = 5.0,
     timeout_s: float = 120.0,
 ) -> list[dict]:
     """POST ``entries`` to ``{base_url}/v1/enrolments/batch``; return the results in input order.
 
     Up to ``concurrency`` batches are in flight. ``on_progress(done, total)`` is called
-    after each batch. Raises :class:`RegistrationUnavailable` when a batch still fails
-    (connection error, 5xx, 429) after ``attempts`` tries, :class:`FeederError` on any
-    other error answer.
+    after each batch, ``on_retry(problem, seconds)`` before each retry of one. Raises
+    :class:`RegistrationUnavailable` when a batch still fails (connection error, 5xx,
+    429) after ``retry_for_s``, :class:`FeederError` on any other error answer.
     """
     if batch_size < 1 or concurrency < 1:
         raise ValueError("batch_size and concurrency must be >= 1")
@@ -154,7 +184,7 @@ async def feed(
             async with gate:
                 batch = batches[index]
                 results[index] = await _post_batch(
-                    client, batch, attempts=attempts, max_wait_s=max_wait_s
+                    client, batch, retry_for_s=retry_for_s, max_wait_s=max_wait_s, on_retry=on_retry
                 )
                 done += len(batch)
                 if on_progress is not None:
@@ -276,6 +306,38 @@ class ProgressLine:
         self.stream.flush()
 
 
+class RetryNotice:
+    """Prints, at most every ``every_s`` seconds, that registration is unavailable and
+    the feed is waiting for it; usable as ``feed(..., on_retry=notice)``."""
+
+    def __init__(
+        self,
+        retry_for_s: float,
+        *,
+        every_s: float = 5.0,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.retry_for_s = retry_for_s
+        self.every_s = every_s
+        self.stream = stream if stream is not None else sys.stdout
+        self.clock = clock
+        self.notices = 0
+        self._last: float | None = None
+
+    def __call__(self, problem: str, waited_s: float) -> None:
+        now = self.clock()
+        if self._last is not None and now - self._last < self.every_s:
+            return
+        self._last = now
+        self.notices += 1
+        self.stream.write(
+            f"registration unavailable ({problem}); retrying, {waited_s:.0f} s of at most "
+            f"{self.retry_for_s:.0f} s; answered batches are kept\n"
+        )
+        self.stream.flush()
+
+
 # --- CLI --------------------------------------------------------------------------------
 
 
@@ -289,6 +351,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--results", type=Path, default=None, help="write results as JSONL")
+    parser.add_argument(
+        "--retry-for",
+        type=float,
+        default=DEFAULT_RETRY_FOR_S,
+        metavar="SECONDS",
+        help="how long to keep retrying a batch while registration is unavailable "
+        f"(default {DEFAULT_RETRY_FOR_S:.0f})",
+    )
     return parser.parse_args(argv)
 
 
@@ -302,6 +372,8 @@ async def _run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             concurrency=args.concurrency,
             on_progress=progress,
+            on_retry=RetryNotice(args.retry_for),
+            retry_for_s=args.retry_for,
         )
     except FeederError as error:
         progress.finish()

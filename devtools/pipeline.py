@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from devtools.cohort import CohortEntry
-from devtools.feeder import feed
+from devtools.feeder import DEFAULT_RETRY_FOR_S, OnRetry, feed
 from devtools.stack import LocalStack
 
 
@@ -55,12 +55,20 @@ async def run_cohort(
     timeout_s: float = 600.0,
     on_feed_progress: Callable[[int, int], None] | None = None,
     on_delivery_progress: Callable[[int, int], None] | None = None,
+    on_retry: OnRetry | None = None,
+    retry_for_s: float = DEFAULT_RETRY_FOR_S,
 ) -> RunReport:
     """Feed ``entries`` through registration's HTTP API, then wait until coverage has a
     policy for every enrolled worker and every SMS and email has finished (sent or
     failed). Raises PipelineTimeout with the last figures if that takes too long."""
     started = time.monotonic()
-    results = await feed(stack.config.registration_url, entries, on_progress=on_feed_progress)
+    results = await feed(
+        stack.config.registration_url,
+        entries,
+        on_progress=on_feed_progress,
+        on_retry=on_retry,
+        retry_for_s=retry_for_s,
+    )
     fed = time.monotonic()
     expected = Expected.from_results(entries, results)
     summary = await wait_until_delivered(
@@ -77,12 +85,21 @@ async def wait_until_delivered(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Poll the services' figures until every expected policy exists and every expected
-    message has finished; return the last figures."""
+    message has finished; return the last figures. A service that cannot answer for a
+    while (a database outage: 503) is asked again until the deadline."""
     target = expected.sms + expected.emails
     deadline = time.monotonic() + timeout_s
     async with httpx.AsyncClient() as client:
         while True:
-            summary = await stack.summary(client)
+            try:
+                summary = await stack.summary(client)
+            except httpx.HTTPError as error:
+                if time.monotonic() > deadline:
+                    raise PipelineTimeout(
+                        f"after {timeout_s:.0f} s the services still cannot report: {error}"
+                    ) from error
+                await asyncio.sleep(1)
+                continue
             done = _finished(summary, "sms") + _finished(summary, "email")
             policies = sum(summary["coverage"]["policies"].values())
             if on_progress is not None:

@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 import infra
 from devtools.cohort import DEFAULT_SEED, generate_cohort
-from devtools.feeder import ProgressLine, mismatches
+from devtools.feeder import DEFAULT_RETRY_FOR_S, ProgressLine, RetryNotice, mismatches
 from devtools.pipeline import PipelineTimeout, RunReport, run_cohort
 from devtools.stack import LocalStack, StackConfig, StackError
 
@@ -129,6 +129,8 @@ async def run(args: argparse.Namespace) -> int:
             timeout_s=args.timeout,
             on_feed_progress=feeding,
             on_delivery_progress=on_delivery,
+            on_retry=RetryNotice(args.retry_for),
+            retry_for_s=args.retry_for,
         )
         delivering.finish()
         print_summary(report, len(entries))
@@ -161,6 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait in all")
     parser.add_argument("--exit", action="store_true", help="exit after the summary")
+    parser.add_argument(
+        "--retry-for",
+        type=float,
+        default=DEFAULT_RETRY_FOR_S,
+        metavar="SECONDS",
+        help="how long the feeder retries while registration is unavailable "
+        f"(default {DEFAULT_RETRY_FOR_S:.0f})",
+    )
     args = parser.parse_args(argv)
     try:
         return asyncio.run(run(args))

@@ -31,7 +31,6 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import asyncpg
@@ -40,8 +39,9 @@ import structlog
 from pydantic import ValidationError
 
 from shared import inbox, metrics, outbox
-from shared.db import DatabaseUnavailable, transaction
+from shared.db import transaction
 from shared.events import Event, derive_event_id
+from shared.failures import classify, is_retryable, is_unavailable
 from shared.faults import crash_point
 from shared.outbox import OutboxRecord
 from shared.topics import dead_letter_topic
@@ -76,56 +76,6 @@ class BatchOutcome:
             self.duplicates + other.duplicates,
             self.dead_lettered + other.dead_lettered,
         )
-
-
-class Failure(Enum):
-    UNAVAILABLE = "unavailable"
-    """The database cannot be reached or is refusing work: wait for it, never blame a
-    record."""
-    TRANSIENT = "transient"
-    """Concurrency (a deadlock, a race on a unique index, a lock timeout): a retry
-    usually succeeds."""
-    DETERMINISTIC = "deterministic"
-    """The same input fails the same way (a value the database refuses, a record our
-    code trips over): retrying cannot cure it."""
-
-
-UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    DatabaseUnavailable,  # no connection could be had, whatever the driver's error
-    OSError,  # connection refused or reset
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
-    asyncpg.CannotConnectNowError,  # 57P03: starting up or shutting down
-    asyncpg.AdminShutdownError,  # 57P01
-    asyncpg.CrashShutdownError,  # 57P02
-    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
-    asyncpg.InterfaceError,  # the client's connection is closed
-)
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-    asyncpg.UniqueViolationError,  # a concurrent transaction inserted the same key first
-    asyncpg.LockNotAvailableError,
-    asyncpg.QueryCanceledError,  # statement timeout
-)
-
-
-def classify(error: BaseException) -> Failure:
-    if isinstance(error, ValueError):  # includes asyncpg's client-side "invalid argument"
-        return Failure.DETERMINISTIC
-    if isinstance(error, UNAVAILABLE_ERRORS):
-        return Failure.UNAVAILABLE
-    if isinstance(error, TRANSIENT_ERRORS):
-        return Failure.TRANSIENT
-    return Failure.DETERMINISTIC
-
-
-def is_unavailable(error: BaseException) -> bool:
-    return classify(error) is Failure.UNAVAILABLE
-
-
-def is_retryable(error: BaseException) -> bool:
-    return classify(error) is not Failure.DETERMINISTIC
 
 
 LONE_RECORD_ROUNDS = 3

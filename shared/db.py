@@ -4,6 +4,7 @@ database cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -11,6 +12,8 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from shared.errors import StartupError
+
+CONNECT_TIMEOUT_S = 10.0
 
 
 def describe_dsn(dsn: str) -> str:
@@ -36,6 +39,9 @@ async def create_pool(
                 min_size=min_size,
                 max_size=max_size,
                 server_settings={"search_path": f"{schema},public", "timezone": "UTC"},
+                # Each new connection (the pool re-opens them after an outage) gives up
+                # after this long, so a request waiting for one is answered 503 in time.
+                timeout=CONNECT_TIMEOUT_S,
             ),
             timeout=connect_timeout,
         )
@@ -68,6 +74,21 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 @asynccontextmanager
 async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A connection from the pool inside a transaction (see :func:`connection`)."""
-    async with connection(pool) as conn, conn.transaction():
-        yield conn
+    """A connection from the pool inside a transaction (see :func:`connection`). A
+    failure to begin it is about the connection (e.g. one the server terminated while
+    it sat in the pool), never about the caller's work: DatabaseUnavailable too."""
+    async with connection(pool) as conn:
+        transaction = conn.transaction()
+        try:
+            await transaction.start()
+        except Exception as error:
+            raise DatabaseUnavailable(f"cannot begin a transaction: {error!r}") from error
+        try:
+            yield conn
+        except BaseException:
+            # On a connection that died this fails too; the caller's error is the news,
+            # and the pool discards a connection it cannot reset.
+            with contextlib.suppress(Exception):
+                await transaction.rollback()
+            raise
+        await transaction.commit()

@@ -154,7 +154,9 @@ class RequestedWorker(BaseModel):
         min_length=1, max_length=200, description="Name as on the KTP.", examples=["Siti Aminah"]
     )
     birth_date: date = Field(description="Date of birth.", examples=["1990-01-01"])
-    gender: Literal["M", "F"] = Field(description="M or F, as on the KTP (the NIK encodes it).")
+    gender: Literal["M", "F"] = Field(
+        description="M or F, as on the KTP (the NIK encodes it).", examples=["F"]
+    )
     address: str = Field(
         min_length=1,
         max_length=300,
@@ -162,7 +164,10 @@ class RequestedWorker(BaseModel):
         examples=["Jl. Soekarno Hatta 12"],
     )
     kelurahan: str = Field(
-        min_length=1, max_length=100, description="Kelurahan (village) of the domicile."
+        min_length=1,
+        max_length=100,
+        description="Kelurahan (village) of the domicile.",
+        examples=["Karangketug"],
     )
     kecamatan_code: str = Field(
         min_length=1,
@@ -177,7 +182,12 @@ class RequestedWorker(BaseModel):
         description="Indonesian mobile number as given: 08.., 628.. or +628..",
         examples=["081234567890"],
     )
-    email: str | None = Field(default=None, max_length=254, description="Optional email.")
+    email: str | None = Field(
+        default=None,
+        max_length=254,
+        description="Optional email.",
+        examples=["siti.aminah@example.com"],
+    )
     occupation: str = Field(
         min_length=1,
         max_length=64,

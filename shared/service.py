@@ -11,8 +11,8 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,12 +27,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from shared import kafka_records
 from shared.consumer import BatchConsumer, BatchHandler
 from shared.db import create_pool
 from shared.errors import StartupError
 from shared.events import Event
+from shared.http import document_models, install_problem_handlers
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import configure_logging
 from shared.migrations import MigrationError, apply_migrations
@@ -143,10 +145,38 @@ async def running(resources: Resources, broker: KafkaBroker) -> AsyncIterator[No
         log.info("service stopped")
 
 
-def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
-    router = APIRouter(tags=["health"])
+class ConsumerState(BaseModel):
+    """How one consumer is doing (see shared.consumer.ConsumerHealth)."""
 
-    @router.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    stalled: bool = Field(description="True while a batch keeps failing (3 rounds or more).")
+    failed_rounds: int = Field(description="Failed rounds in a row.")
+    failing_since: str | None = Field(description="When the current run of failures began.")
+    batch: str | None = Field(description="topic[partition]@offsets of the failing batch.")
+    last_error: str | None = Field(description="The last failure.")
+    dead_lettered: int = Field(description="Records dead-lettered since the service started.")
+    inbox_conflicts: int = Field(
+        description="Event ids seen again with other content since the service started."
+    )
+
+
+class Readiness(BaseModel):
+    """Whether the service can do its work."""
+
+    ready: bool = Field(description="All checks pass.")
+    checks: dict[str, bool] = Field(
+        description="database and kafka answer; consumers: none is stalled."
+    )
+    consumers: dict[str, ConsumerState] = Field(description="Each consumer, by name.")
+
+
+def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+    )
     async def metrics() -> PlainTextResponse:
         """Prometheus metrics: consumers (records by outcome, failed rounds, stalled,
         inbox conflicts) and the process."""
@@ -154,10 +184,15 @@ def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:
+        """The process answers."""
         return {"status": "live"}
 
-    @router.get("/health/ready")
-    async def ready() -> JSONResponse:
+    @router.get(
+        "/health/ready",
+        responses={503: {"model": Readiness, "description": "Not ready: see checks."}},
+    )
+    async def ready() -> Readiness:
+        """Ready when the database and the broker answer and no consumer is stalled."""
         checks: dict[str, bool] = {}
         try:
             async with asyncio.timeout(2):
@@ -168,15 +203,44 @@ def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
         checks["kafka"] = await broker.ping(timeout=2)
         consumers = {c.name: c.health for c in resources.consumers}
         checks["consumers"] = not any(health.stalled for health in consumers.values())
-        ok = all(checks.values())
-        body = {
-            "ready": ok,
-            "checks": checks,
-            "consumers": {name: health.as_dict() for name, health in consumers.items()},
-        }
-        return JSONResponse(body, status_code=200 if ok else 503)
+        readiness = Readiness(
+            ready=all(checks.values()),
+            checks=checks,
+            consumers={
+                name: ConsumerState.model_validate(health.as_dict())
+                for name, health in consumers.items()
+            },
+        )
+        if not readiness.ready:
+            return JSONResponse(readiness.model_dump(mode="json"), status_code=503)  # type: ignore[return-value]
+        return readiness
 
     return router
+
+
+def service_app(
+    resources: Resources,
+    broker: KafkaBroker,
+    *,
+    title: str,
+    summary: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    models: Sequence[type[BaseModel]] = (),
+) -> FastAPI:
+    """A service's HTTP app: problem-details errors, health, metrics, and the broker for
+    the AsyncAPI generator. ``models`` are documented though no route names them (raw
+    JSON bodies)."""
+    app = FastAPI(
+        title=title,
+        version="1",
+        summary=summary,
+        lifespan=lifespan or (lambda _: running(resources, broker)),
+    )
+    install_problem_handlers(app)
+    app.include_router(health_router(resources, broker))
+    document_models(app, *models)
+    app.state.broker = broker
+    return app
 
 
 AppFactory = Callable[[Resources], FastAPI]

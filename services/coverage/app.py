@@ -14,18 +14,24 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.coverage import domain, service, store
 from services.coverage.settings import CoverageSettings
-from shared import topics
+from shared import db, topics
 from shared.events import Event, PolicyActivated, PremiumPosted, WorkerEnrolled
+from shared.http import problems
 from shared.service import (
     Resources,
     ServiceSpec,
     batch_subscriber,
-    health_router,
     new_broker,
-    running,
+    service_app,
 )
 
 SPEC = ServiceSpec("coverage", Path(__file__).with_name("migrations"))
+
+PeriodQuery = Query(
+    pattern=r"^[12][0-9]{3}-(0[1-9]|1[0-2])$",
+    description="A calendar month, YYYY-MM (years 1000-2999).",
+    examples=["2026-11"],
+)
 
 
 def create_app(resources: Resources) -> FastAPI:
@@ -61,28 +67,24 @@ def create_app(resources: Resources) -> FastAPI:
             description=event_type.__doc__,
         )
 
-    app = FastAPI(
+    app = service_app(
+        resources,
+        broker,
         title="Perisai coverage",
-        version="1",
         summary="Policies and the premium ledger of city-funded JKK + JKM cover.",
-        lifespan=lambda _: running(resources, broker),
     )
-    app.include_router(health_router(resources, broker))
-    app.state.broker = broker  # the AsyncAPI generator reads it
 
-    @app.get("/v1/summary")
-    async def summary(
-        period: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
-    ) -> dict[str, object]:
+    @app.get("/v1/summary", responses=problems(422))
+    async def summary(period: Annotated[str | None, PeriodQuery] = None) -> dict[str, object]:
         """Policies by status and the premium due for a month (default: this month)."""
         month = date.fromisoformat(f"{period}-01") if period else domain.month_of(today())
-        async with pool.acquire() as conn:
+        async with db.connection(pool) as conn:
             return await store.counts(conn, month)
 
-    @app.get("/v1/workers/{worker_id}/policy")
+    @app.get("/v1/workers/{worker_id}/policy", responses=problems(404, 422))
     async def worker_policy(worker_id: UUID) -> dict[str, object]:
         """A worker's policy and its premium ledger entries."""
-        async with pool.acquire() as conn:
+        async with db.connection(pool) as conn:
             policy = await store.policy_of(conn, worker_id)
         if policy is None:
             raise HTTPException(404, "no policy for this worker (yet)")

@@ -18,7 +18,7 @@ from services.notifications.channels import SmsGateway, SmtpMailer
 from services.notifications.domain import RetryPolicy
 from services.notifications.sender import DeliverySender
 from services.notifications.settings import NotificationSettings
-from shared import topics
+from shared import db, topics
 from shared.events import (
     Event,
     NotificationFailed,
@@ -26,13 +26,14 @@ from shared.events import (
     PolicyActivated,
     WorkerEnrolled,
 )
+from shared.http import problems
 from shared.service import (
     Resources,
     ServiceSpec,
     batch_subscriber,
-    health_router,
     new_broker,
     running,
+    service_app,
 )
 
 SPEC = ServiceSpec("notifications", Path(__file__).with_name("migrations"))
@@ -128,19 +129,18 @@ def create_app(resources: Resources) -> FastAPI:
                 await sms.aclose()
                 await mailer.aclose()
 
-    app = FastAPI(
+    app = service_app(
+        resources,
+        broker,
         title="Perisai notifications",
-        version="1",
         summary="Tells every covered worker so, by SMS and email, and tracks each delivery.",
         lifespan=lifespan,
     )
-    app.include_router(health_router(resources, broker))
-    app.state.broker = broker  # the AsyncAPI generator reads it
 
-    @app.get("/v1/summary")
+    @app.get("/v1/summary", responses=problems())
     async def summary() -> dict[str, object]:
         """Deliveries by channel and status."""
-        async with pool.acquire() as conn:
+        async with db.connection(pool) as conn:
             return await store.counts(conn)
 
     return app

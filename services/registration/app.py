@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import stamina
-from fastapi import Body, FastAPI, Header, HTTPException, Response
+from fastapi import Body, FastAPI, Header, HTTPException
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -21,12 +21,13 @@ from services.registration.domain import (
     Enrolled,
     EnrolmentCommand,
     Outcome,
+    Rejected,
     is_valid_participant_number,
     mask_nik,
     read_worker,
 )
 from services.registration.settings import RegistrationSettings
-from shared import outbox, topics
+from shared import db, outbox, topics
 from shared.events import (
     PRINTABLE,
     EnrolmentRejected,
@@ -36,14 +37,13 @@ from shared.events import (
     RequestedWorker,
     WorkerEnrolled,
 )
-from shared.http import document_models
+from shared.http import Problem, problem_response, problems
 from shared.service import (
     Resources,
     ServiceSpec,
     batch_subscriber,
-    health_router,
     new_broker,
-    running,
+    service_app,
 )
 
 SPEC = ServiceSpec("registration", Path(__file__).with_name("migrations"))
@@ -53,7 +53,7 @@ RACE_ERRORS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
 
 WorkerPayload = Annotated[
     dict[str, Any],
-    WithJsonSchema({"$ref": "#/components/schemas/RequestedWorker"}),
+    WithJsonSchema(RequestedWorker.model_json_schema()),
 ]
 """A worker as sent: any JSON object, documented as RequestedWorker. It is checked by
 domain.read_worker, so that a field that does not fit (a name too long, a typo'd field
@@ -126,6 +126,18 @@ class ResultOut(BaseModel):
         return cls(request_id=outcome.request_id, outcome="rejected", reasons=list(outcome.reasons))
 
 
+def rejection_problem(rejected: Rejected) -> Problem:
+    return Problem(
+        type="/problems/enrolment-rejected",
+        title="Enrolment rejected",
+        status=422,
+        detail="; ".join(f"{r.code} ({r.field}): {r.message}" for r in rejected.reasons),
+        request_id=rejected.request_id,
+        outcome="rejected",
+        reasons=list(rejected.reasons),
+    )
+
+
 class BatchOut(BaseModel):
     results: list[ResultOut]
 
@@ -194,43 +206,36 @@ def create_app(resources: Resources) -> FastAPI:
         # transaction fail on a unique index; the retry then sees the winner's answer.
         async for attempt in stamina.retry_context(on=RACE_ERRORS, attempts=3, timeout=10):
             with attempt:
-                async with pool.acquire() as conn, conn.transaction():
+                async with db.transaction(pool) as conn:
                     outcomes, events = await service.enrol(conn, commands, today(), ages)
                     await outbox.enqueue_events(conn, events)
         return outcomes
 
-    app = FastAPI(
+    app = service_app(
+        resources,
+        broker,
         title="Perisai registration",
-        version="1",
         summary="Enrol informal workers of Kota Pasuruan in JKK + JKM cover.",
-        lifespan=lambda _: running(resources, broker),
     )
-    app.include_router(health_router(resources, broker))
-    document_models(app, RequestedWorker)
-    app.state.broker = broker  # the AsyncAPI generator reads it
 
-    @app.post(
-        "/v1/enrolments",
-        status_code=201,
-        responses={422: {"model": ResultOut, "description": "Rejected, with every reason"}},
-    )
+    @app.post("/v1/enrolments", status_code=201, responses=problems(400, 422))
     async def enrol_one(
         worker: Annotated[WorkerPayload, Body()],
-        response: Response,
         idempotency_key: IdempotencyKey,
         x_correlation_id: CorrelationId = None,
     ) -> ResultOut:
-        """Enrol one worker. Sending the same Idempotency-Key again returns the same
-        answer and creates nothing."""
+        """Enrol one worker: 201 with the participant number, or 422 (a problem of type
+        /problems/enrolment-rejected) with every reason. Sending the same Idempotency-Key
+        again returns the same answer and creates nothing."""
         command = EnrolmentCommand(
             idempotency_key, "api", read_worker(worker), x_correlation_id or idempotency_key
         )
         [outcome] = await enrol([command])
-        if not isinstance(outcome, Enrolled):
-            response.status_code = 422
-        return ResultOut.of(outcome)
+        if isinstance(outcome, Enrolled):
+            return ResultOut.of(outcome)
+        return problem_response(rejection_problem(outcome))  # type: ignore[return-value]
 
-    @app.post("/v1/enrolments/batch")
+    @app.post("/v1/enrolments/batch", responses=problems(400, 413, 422))
     async def enrol_batch(body: BatchIn) -> BatchOut:
         """Enrol many workers in one transaction; one result per request, in order."""
         if len(body.enrolments) > settings.max_batch_requests:
@@ -241,11 +246,12 @@ def create_app(resources: Resources) -> FastAPI:
         ]
         return BatchOut(results=[ResultOut.of(o) for o in await enrol(commands)])
 
-    @app.get("/v1/workers/{participant_number}")
+    @app.get("/v1/workers/{participant_number}", responses=problems(404, 422))
     async def get_worker(participant_number: str) -> WorkerOut:
+        """A worker's record, the NIK masked."""
         if not is_valid_participant_number(participant_number):
-            raise HTTPException(422, "not a valid 11-digit participant number")
-        async with pool.acquire() as conn:
+            raise HTTPException(422, "not a valid participant number (11 digits, Luhn)")
+        async with db.connection(pool) as conn:
             row = await store.worker_summary(conn, participant_number)
         if row is None:
             raise HTTPException(404, "no worker with this participant number")
@@ -253,10 +259,10 @@ def create_app(resources: Resources) -> FastAPI:
             **{k: v for k, v in row.items() if k != "nik"}, nik_masked=mask_nik(row["nik"])
         )
 
-    @app.get("/v1/summary")
+    @app.get("/v1/summary", responses=problems())
     async def summary() -> dict[str, object]:
         """Enrolled and rejected counts, rejections by reason."""
-        async with pool.acquire() as conn:
+        async with db.connection(pool) as conn:
             return await store.counts(conn)
 
     return app

@@ -32,6 +32,7 @@ from devtools.feeder import (
     FeederError,
     ProgressLine,
     RegistrationUnavailable,
+    RetryNotice,
     feed,
     mismatches,
 )
@@ -372,11 +373,38 @@ async def test_feeder_against_fake_registration_does_not_retry_a_refusal() -> No
     assert calls == [1]
 
 
-async def test_feeder_gives_up_clearly_when_unreachable() -> None:
+async def test_feeder_gives_up_clearly_when_unreachable_for_longer_than_its_bound() -> None:
     entries = generate_cohort(3, seed=13, today=date(2025, 5, 22))
     base_url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(RegistrationUnavailable, match="unavailable after 2 attempts"):
-        await feed(base_url, entries, attempts=2, max_wait_s=0.1)
+    notices: list[tuple[str, float]] = []
+    with pytest.raises(RegistrationUnavailable, match=r"still unavailable after 1 s: .*Connect"):
+        await feed(
+            base_url,
+            entries,
+            retry_for_s=1.0,
+            max_wait_s=0.1,
+            on_retry=lambda problem, waited: notices.append((problem, waited)),
+        )
+    assert notices and "ConnectError" in notices[0][0]
+    assert [waited for _, waited in notices] == sorted(waited for _, waited in notices)
+
+
+async def test_feeder_rides_out_an_outage_and_resumes_where_it_was() -> None:
+    """503s for a while (an outage), then answers: every batch is answered, the outage
+    is reported, nothing is given up."""
+    entries = generate_cohort(12, seed=15, today=date(2025, 5, 22))
+    fake = FakeRegistration(fail_first=6)
+    out = io.StringIO()
+    notice = RetryNotice(60, every_s=0, stream=out)
+    async with serve_app(fake.app) as base_url:
+        results = await feed(
+            base_url, entries, batch_size=4, concurrency=2, on_retry=notice, max_wait_s=0.2
+        )
+    assert mismatches(entries, results) == []
+    posted = Counter(tuple(call) for call in fake.calls)
+    assert set(posted) == {tuple(e.request_id for e in entries[i : i + 4]) for i in (0, 4, 8)}
+    assert sum(posted.values()) == 3 + 6, "a batch answered once is never sent again"
+    assert "registration unavailable (HTTP 503: warming up); retrying" in out.getvalue()
 
 
 def test_progress_line_without_a_terminal_prints_every_ten_percent() -> None:

@@ -12,15 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.consumer import (
-    BatchConsumer,
-    Failure,
-    classify,
-    dead_letter,
-    without_original_headers,
-)
+from shared.consumer import BatchConsumer, dead_letter, without_original_headers
 from shared.db import DatabaseUnavailable
 from shared.events import EnrolmentRequested, WorkerEnrolled, derive_event_id
+from shared.failures import Failure, classify
 from shared.outbox import OutboxRecord, decode_headers, encode_headers
 from shared.topics import ENROLMENT_REQUESTED
 from tests.factories import SAMPLES, FakeRecord, enrolment_requested, uid
