@@ -9,7 +9,9 @@ exercise a sender's real failure handling:
 * ``to`` must be an Indonesian mobile number in E.164, else 400 ``invalid_number`` (a
   permanent failure: retrying cannot help).
 * ``POST /v1/faults`` makes the next N sends fail with a chosen status (503, 429...) and
-  optional ``Retry-After``; ``DELETE /v1/faults`` clears it.
+  optional ``Retry-After``, or (``status: null``) succeed but answer only after
+  ``delay_s`` (the messages are taken at once: a client that gives up waiting cannot
+  know they were); ``DELETE /v1/faults`` clears it.
 
     python -m devtools.sms_gateway --host 127.0.0.1 --port 18025 --log sms.jsonl
 """
@@ -65,18 +67,29 @@ class BulkRequest(BaseModel):
 
 
 class FaultRequest(BaseModel):
-    """Body of ``POST /v1/faults``: answer the next ``count`` sends with ``status``."""
+    """Body of ``POST /v1/faults``: answer the next ``count`` sends with ``status`` (or,
+    with ``status`` null, as usual), after ``delay_s``."""
 
-    status: int = Field(default=503, ge=400, le=599)
+    status: int | None = Field(default=503, ge=400, le=599)
     count: int = Field(default=1, ge=1)
     retry_after: int | None = Field(default=None, ge=0)
+    delay_s: float = Field(default=0.0, ge=0, le=60)
 
 
 @dataclass
 class _Fault:
-    status: int
+    status: int | None
     remaining: int
     retry_after: int | None
+    delay_s: float = 0.0
+
+    async def answer(self) -> Any:
+        """The injected error answer (after the delay), or None to answer as usual."""
+        if self.status is None:
+            return None
+        await asyncio.sleep(self.delay_s)
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
+        return _error(self.status, "injected_fault", "fault injected for testing", headers)
 
 
 @dataclass
@@ -180,9 +193,8 @@ def create_app(log_path: Path | None = None) -> FastAPI:
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> Any:
         fault = state.take_fault()
-        if fault is not None:
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
-            return _error(fault.status, "injected_fault", "fault injected for testing", headers)
+        if fault is not None and (refusal := await fault.answer()) is not None:
+            return refusal
         if not idempotency_key:
             state.rejected += 1
             return _error(400, "missing_idempotency_key", "the Idempotency-Key header is required")
@@ -199,6 +211,8 @@ def create_app(log_path: Path | None = None) -> FastAPI:
                 state.duplicates += 1
                 return {"message_id": known, "status": "accepted", "duplicate": True}
             message = state.record(idempotency_key, request)
+        if fault is not None:
+            await asyncio.sleep(fault.delay_s)  # taken; the answer comes late
         return {"message_id": message["message_id"], "status": "accepted", "duplicate": False}
 
     @app.post("/v1/messages/bulk")
@@ -207,9 +221,8 @@ def create_app(log_path: Path | None = None) -> FastAPI:
         an earlier send with the same key) or rejected with the reason. An injected
         fault answers the whole request."""
         fault = state.take_fault()
-        if fault is not None:
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
-            return _error(fault.status, "injected_fault", "fault injected for testing", headers)
+        if fault is not None and (refusal := await fault.answer()) is not None:
+            return refusal
         results: list[dict[str, Any]] = []
         async with state.lock:
             for item in body.messages:
@@ -232,6 +245,8 @@ def create_app(log_path: Path | None = None) -> FastAPI:
                         "duplicate": known is not None,
                     }
                 )
+        if fault is not None:
+            await asyncio.sleep(fault.delay_s)  # taken; the answer comes late
         return {"results": results}
 
     @app.get("/v1/messages")
@@ -256,7 +271,7 @@ def create_app(log_path: Path | None = None) -> FastAPI:
 
     @app.post("/v1/faults")
     async def arm_fault(fault: FaultRequest) -> dict[str, Any]:
-        state.fault = _Fault(fault.status, fault.count, fault.retry_after)
+        state.fault = _Fault(fault.status, fault.count, fault.retry_after, fault.delay_s)
         return {"armed": fault.model_dump()}
 
     @app.delete("/v1/faults")

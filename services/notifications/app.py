@@ -67,6 +67,7 @@ def create_app(resources: Resources) -> FastAPI:
         {"sms": sms.send_many, "email": mailer.send_many},
         RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s),
         chunk_sizes={"sms": settings.sms_bulk_size, "email": 1},
+        concurrency={"sms": settings.sms_concurrency, "email": settings.smtp_connections},
         batch_size=settings.send_batch_size,
         lease_s=settings.send_lease_s,
     )

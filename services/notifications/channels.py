@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from email.message import EmailMessage
 from email.utils import formatdate
+from typing import Any
 
 import aiosmtplib
 import httpx
 
 from services.notifications.domain import ClaimedDelivery, SendResult
+
+NOT_SENT: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+"""HTTP failures before the request left: the gateway cannot have taken anything. Any
+other failure (no answer, a connection reset mid-response) leaves the outcome unknown."""
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -69,10 +79,14 @@ class SmsGateway:
         async with self._slots:
             try:
                 response = await self._client.post("/v1/messages/bulk", json=payload)
-            except httpx.HTTPError as error:
+            except NOT_SENT as error:
                 return [SendResult(ok=False, error=f"SMS gateway unreachable: {error!r}")] * len(
                     chunk
                 )
+            except httpx.HTTPError as error:
+                # The request may have reached the gateway: its answer did not reach us.
+                failed = SendResult(ok=False, error=f"no answer from the SMS gateway: {error!r}")
+                return [replace(failed, unknown=True)] * len(chunk)
         if not response.is_success:
             # The gateway judged the request, not each message (overload, outage, or a
             # misconfiguration such as bad credentials): retry, bounded by max_attempts.
@@ -95,6 +109,22 @@ def _item_result(item: dict | None) -> SendResult:  # type: ignore[type-arg]
     return SendResult(
         ok=False, error=f"SMS gateway rejected it: {item.get('error')}", permanent=True
     )
+
+
+class TrackingSMTP(aiosmtplib.SMTP):
+    """An SMTP client that knows whether the message of its last transaction was handed
+    over (DATA began): a connection lost before that leaves nothing at the server; one
+    lost after it leaves the outcome unknown."""
+
+    handed_over: bool = False
+
+    async def send_tracked(self, message: EmailMessage) -> None:
+        self.handed_over = False
+        await self.send_message(message)
+
+    async def data(self, message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.handed_over = True
+        return await super().data(message, **kwargs)
 
 
 class SmtpMailer:
@@ -123,7 +153,7 @@ class SmtpMailer:
             "timeout": timeout_s,
         }
         self._slots = asyncio.Semaphore(connections)
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[TrackingSMTP] = []
 
     def compose(self, delivery: ClaimedDelivery) -> EmailMessage:
         message = EmailMessage()
@@ -146,13 +176,14 @@ class SmtpMailer:
                     client = await self._connect()
                     reused = False
                 try:
-                    await client.send_message(message)
+                    await client.send_tracked(message)
                 except aiosmtplib.SMTPServerDisconnected:
-                    if not reused:
+                    if not reused or client.handed_over:
                         raise
-                    # The server closed an idle pooled connection: one fresh try.
+                    # The server closed an idle pooled connection before it took anything:
+                    # one fresh try is safe.
                     client = await self._connect()
-                    await client.send_message(message)
+                    await client.send_tracked(message)
             except aiosmtplib.SMTPRecipientsRefused as error:
                 await _close(client)
                 # 4xx (greylisting, mailbox busy) is worth retrying; only 5xx is final.
@@ -170,6 +201,7 @@ class SmtpMailer:
                 await _close(client)
                 return SendResult(ok=False, error=f"SMTP server refused the session: {error}")
             except aiosmtplib.SMTPResponseException as error:
+                # An answer, even to DATA: the server did not take the message.
                 await _close(client)
                 return SendResult(
                     ok=False,
@@ -178,6 +210,14 @@ class SmtpMailer:
                 )
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
                 await _close(client)
+                if client is not None and client.handed_over:
+                    # Lost after DATA began: the server may have taken it. Never sent
+                    # again at once; retried later with the same Message-ID.
+                    return SendResult(
+                        ok=False,
+                        error=f"connection lost after the message was handed over: {error!r}",
+                        unknown=True,
+                    )
                 return SendResult(ok=False, error=f"SMTP server unreachable: {error!r}")
             self._idle.append(client)
         return SendResult(ok=True, provider_message_id=message["Message-ID"])
@@ -185,8 +225,8 @@ class SmtpMailer:
     async def send_many(self, deliveries: Sequence[ClaimedDelivery]) -> list[SendResult]:
         return list(await asyncio.gather(*(self.send(d) for d in deliveries)))
 
-    async def _connect(self) -> aiosmtplib.SMTP:
-        client = aiosmtplib.SMTP(**self._connect_args)  # type: ignore[arg-type]
+    async def _connect(self) -> TrackingSMTP:
+        client = TrackingSMTP(**self._connect_args)  # type: ignore[arg-type]
         await client.connect()
         return client
 

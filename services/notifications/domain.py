@@ -183,13 +183,17 @@ def confirmation_messages(c: Confirmation, help_line: str) -> list[Message]:
 
 @dataclass(frozen=True)
 class SendResult:
-    """What a provider said about one send."""
+    """What a provider said about one send. ``unknown``: the message was handed over but
+    no answer came (a connection lost during SMTP DATA, an HTTP response that never
+    arrived): it may have been taken. It is retried like a transient failure, with the
+    same idempotency key and Message-ID, and counted as an uncertain send."""
 
     ok: bool
     provider_message_id: str | None = None
     error: str | None = None
     permanent: bool = False
     retry_after_s: float | None = None
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,6 +218,7 @@ class DeliveryUpdate:
     provider_message_id: str | None
     error: str | None
     retry_in_s: float
+    uncertain: bool = False  # the outcome of this attempt is unknown (it may have been taken)
 
 
 def after_send(
@@ -237,8 +242,12 @@ def after_send(
             attempts=delivery.attempts,
         )
     error = result.error or "unknown error"
+    if result.unknown:
+        error = f"outcome unknown, will retry with the same key: {error}"
     if result.permanent or delivery.attempts >= policy.max_attempts:
-        update = DeliveryUpdate(delivery.delivery_id, delivery.attempts, "failed", None, error, 0)
+        update = DeliveryUpdate(
+            delivery.delivery_id, delivery.attempts, "failed", None, error, 0, result.unknown
+        )
         return update, NotificationFailed(
             event_id=derive_event_id("notification.failed", delivery.delivery_id),
             correlation_id=delivery.correlation_id,
@@ -253,5 +262,5 @@ def after_send(
         )
     delay = policy.delay_s(delivery.attempts, result.retry_after_s, rng)
     return DeliveryUpdate(
-        delivery.delivery_id, delivery.attempts, "retrying", None, error, delay
+        delivery.delivery_id, delivery.attempts, "retrying", None, error, delay, result.unknown
     ), None

@@ -125,26 +125,32 @@ async def queue(conn: asyncpg.Connection, messages: Sequence[Message]) -> int:
     return len(rows)
 
 
+_CLAIMED = """d.delivery_id, d.worker_id, d.channel, d.template, d.recipient, d.subject,
+              d.body, d.attempts, d.correlation_id, d.causation_id"""
+
+
 async def claim_due(
     conn: asyncpg.Connection, limit: int, lease_s: float, max_attempts: int | None = None
 ) -> list[ClaimedDelivery]:
     """Take up to ``limit`` deliveries that are due, or whose sender died holding them
-    (lease expired), and lease them to this process."""
+    (lease expired), and lease them to this process as 'claimed'. One found 'sending'
+    had reached the provider or was about to: its outcome is unknown, and
+    uncertain_sends counts it."""
     rows = await conn.fetch(
-        """WITH due AS (
+        f"""WITH due AS (
                SELECT delivery_id FROM deliveries
                WHERE (status IN ('queued', 'retrying') AND next_attempt_at <= now())
-                  OR (status = 'sending' AND lease_until < now()
+                  OR (status IN ('claimed', 'sending') AND lease_until < now()
                       AND ($3::integer IS NULL OR attempts < $3))
                ORDER BY next_attempt_at
                LIMIT $1
                FOR UPDATE SKIP LOCKED)
            UPDATE deliveries d
-           SET status = 'sending', attempts = d.attempts + 1,
+           SET status = 'claimed', attempts = d.attempts + 1,
+               uncertain_sends = d.uncertain_sends + (d.status = 'sending')::integer,
                lease_until = now() + make_interval(secs => $2)
            FROM due WHERE d.delivery_id = due.delivery_id
-           RETURNING d.delivery_id, d.worker_id, d.channel, d.template, d.recipient,
-                     d.subject, d.body, d.attempts, d.correlation_id, d.causation_id""",
+           RETURNING {_CLAIMED}""",
         limit,
         lease_s,
         max_attempts,
@@ -152,15 +158,35 @@ async def claim_due(
     return [ClaimedDelivery(**row) for row in rows]
 
 
+async def mark_sending(
+    conn: asyncpg.Connection, deliveries: Sequence[ClaimedDelivery]
+) -> set[UUID]:
+    """Record that these deliveries are about to go to the provider; return those still
+    held by this attempt (a sender whose lease ran out sends nothing)."""
+    if not deliveries:
+        return set()
+    rows = await conn.fetch(
+        """UPDATE deliveries d
+           SET status = 'sending', sending_since = now()
+           FROM unnest($1::uuid[], $2::integer[]) AS u(id, attempt)
+           WHERE d.delivery_id = u.id AND d.attempts = u.attempt AND d.status = 'claimed'
+                 AND d.lease_until > now()
+           RETURNING d.delivery_id""",
+        [d.delivery_id for d in deliveries],
+        [d.attempts for d in deliveries],
+    )
+    return {row["delivery_id"] for row in rows}
+
+
 async def abandoned(conn: asyncpg.Connection, max_attempts: int) -> list[ClaimedDelivery]:
     """Deliveries whose lease expired on their last allowed attempt (their sender died
     each time), locked for the caller's transaction."""
     rows = await conn.fetch(
-        """SELECT delivery_id, worker_id, channel, template, recipient, subject, body,
-                  attempts, correlation_id, causation_id
-           FROM deliveries
-           WHERE status = 'sending' AND lease_until < now() AND attempts >= $1
-           FOR UPDATE SKIP LOCKED""",
+        f"""SELECT {_CLAIMED}
+            FROM deliveries d
+            WHERE d.status IN ('claimed', 'sending') AND d.lease_until < now()
+                  AND d.attempts >= $1
+            FOR UPDATE SKIP LOCKED""",
         max_attempts,
     )
     return [ClaimedDelivery(**row) for row in rows]
@@ -179,11 +205,14 @@ async def record(conn: asyncpg.Connection, updates: Sequence[DeliveryUpdate]) ->
                last_error = u.error,
                next_attempt_at = now() + make_interval(secs => u.retry_in),
                lease_until = NULL,
+               sending_since = NULL,
+               uncertain_sends = d.uncertain_sends + u.uncertain::integer,
                sent_at = CASE WHEN u.status = 'sent' THEN now() ELSE d.sent_at END
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::float8[],
-                       $6::integer[])
-                AS u(id, status, provider_id, error, retry_in, attempt)
-           WHERE d.delivery_id = u.id AND d.status = 'sending' AND d.attempts = u.attempt
+                       $6::integer[], $7::boolean[])
+                AS u(id, status, provider_id, error, retry_in, attempt, uncertain)
+           WHERE d.delivery_id = u.id AND d.status IN ('claimed', 'sending')
+                 AND d.attempts = u.attempt
            RETURNING d.delivery_id""",
         [u.delivery_id for u in updates],
         [u.status for u in updates],
@@ -191,6 +220,7 @@ async def record(conn: asyncpg.Connection, updates: Sequence[DeliveryUpdate]) ->
         [u.error for u in updates],
         [u.retry_in_s for u in updates],
         [u.attempt for u in updates],
+        [u.uncertain for u in updates],
     )
     return {row["delivery_id"] for row in rows}
 
@@ -205,4 +235,12 @@ async def counts(conn: asyncpg.Connection) -> dict[str, object]:
     waiting = await conn.fetchval(
         "SELECT count(*) FROM confirmations WHERE full_name IS NULL OR policy_id IS NULL"
     )
-    return {"deliveries": by_channel, "confirmations_waiting_for_other_half": waiting}
+    uncertain = await conn.fetch(
+        """SELECT channel, sum(uncertain_sends)::bigint AS n FROM deliveries
+           WHERE uncertain_sends > 0 GROUP BY channel ORDER BY channel"""
+    )
+    return {
+        "deliveries": by_channel,
+        "confirmations_waiting_for_other_half": waiting,
+        "uncertain_sends": {row["channel"]: row["n"] for row in uncertain},
+    }

@@ -137,3 +137,5 @@ async def test_a_database_outage_is_a_503_and_the_feed_finishes_exact(
     assert deliveries["email"] == {"sent": expected.emails}
     assert summary["sms_gateway"]["accepted"] == WORKERS
     assert summary["smtp_server"]["accepted"] == expected.emails
+    assert summary["sms_gateway"]["duplicates"] == 0, "a worker was texted twice"
+    assert summary["smtp_server"]["duplicates"] == 0, "a worker was mailed twice"

@@ -143,3 +143,103 @@ async def test_an_smtp_server_refusing_the_session_is_transient() -> None:
         server.close()
         await server.wait_closed()
     assert not result.ok and not result.permanent, result
+
+
+class DroppingSmtpServer:
+    """A real SMTP server on loopback (a small one of our own, so it can misbehave):
+    it takes every message, and for the first ``drop_after_data`` of them it drops the
+    connection after the message's final dot, before answering: the client cannot know
+    the message was taken. Later connections may also be dropped while idle."""
+
+    def __init__(self, drop_after_data: int = 0) -> None:
+        self.drop_after_data = drop_after_data
+        self.received: list[bytes] = []
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self._server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        writer.write(b"220 test ESMTP\r\n")
+        try:
+            while line := await reader.readline():
+                command = line.strip().upper()
+                if command.startswith((b"EHLO", b"HELO")):
+                    writer.write(b"250-test\r\n250 8BITMIME\r\n")
+                elif command == b"DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    await writer.drain()
+                    body = b""
+                    while (chunk := await reader.readline()) not in (b".\r\n", b""):
+                        body += chunk
+                    self.received.append(body)
+                    if self.drop_after_data > 0:
+                        self.drop_after_data -= 1
+                        writer.transport.abort()  # taken, never answered
+                        return
+                    writer.write(b"250 queued\r\n")
+                elif command == b"QUIT":
+                    writer.write(b"221 bye\r\n")
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(b"250 ok\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+async def test_a_connection_lost_after_the_message_was_handed_over_is_unknown_not_resent() -> None:
+    """The server took the message and the connection died before its 250: the mailer
+    must not send it again at once (it would reach the worker twice); the outcome is
+    unknown, left for a later attempt with the same Message-ID."""
+    server = DroppingSmtpServer(drop_after_data=1)
+    async with server as port:
+        mailer = SmtpMailer("127.0.0.1", port, "perisai@example.org", timeout_s=5)
+        try:
+            [result] = await mailer.send_many([delivery("email", "worker@example.com")])
+        finally:
+            await mailer.aclose()
+    assert not result.ok and result.unknown and not result.permanent
+    assert "handed over" in (result.error or "")
+    assert len(server.received) == 1, "sent once, not re-sent on a fresh connection"
+
+
+async def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_at_once() -> None:
+    """Nothing was handed over on a connection the server had closed: one fresh try."""
+    server = DroppingSmtpServer()
+    async with server as port:
+        mailer = SmtpMailer("127.0.0.1", port, "perisai@example.org", timeout_s=5, connections=1)
+        try:
+            [first] = await mailer.send_many([delivery("email", "a@example.com")])
+            for client in mailer._idle:  # the server side goes away while idle
+                assert client.transport is not None
+                client.transport.abort()
+            await asyncio.sleep(0.05)
+            [second] = await mailer.send_many([delivery("email", "b@example.com")])
+        finally:
+            await mailer.aclose()
+    assert first.ok and second.ok, (first, second)
+    assert len(server.received) == 2 and server.connections == 2
+
+
+async def test_an_sms_request_without_an_answer_is_unknown(gateway_url: str) -> None:
+    """The request reached the gateway but its answer did not come back in time: the
+    messages may have been accepted."""
+    async with httpx.AsyncClient(base_url=gateway_url) as client:
+        response = await client.post("/v1/faults", json={"status": None, "delay_s": 2, "count": 1})
+        assert response.status_code == 200, response.text
+    gateway = SmsGateway(gateway_url, "PERISAI", timeout_s=0.5)
+    try:
+        results = await gateway.send_many([delivery("sms", "+6281234567890")])
+    finally:
+        await gateway.aclose()
+    assert [(r.ok, r.unknown) for r in results] == [(False, True)]
+    assert "no answer" in (results[0].error or "")

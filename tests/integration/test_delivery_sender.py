@@ -9,10 +9,15 @@ import uuid
 from collections.abc import Sequence
 
 import asyncpg
+import httpx
 import pytest
 
+import infra
+from devtools.serving import serve_app
+from devtools.sms_gateway import create_app
 from services.notifications import store
 from services.notifications.app import SPEC
+from services.notifications.channels import SmsGateway
 from services.notifications.domain import (
     ClaimedDelivery,
     DeliveryUpdate,
@@ -52,7 +57,9 @@ async def queue(pool: asyncpg.Pool, *messages: Message) -> None:
 
 async def delivery_row(pool: asyncpg.Pool, delivery_id: uuid.UUID) -> asyncpg.Record:
     row = await pool.fetchrow(
-        "SELECT status, attempts, last_error FROM deliveries WHERE delivery_id = $1", delivery_id
+        """SELECT status, attempts, last_error, uncertain_sends FROM deliveries
+           WHERE delivery_id = $1""",
+        delivery_id,
     )
     assert row is not None
     return row
@@ -114,12 +121,13 @@ async def test_fake_channel_permanent_failure_fails_at_once(pool: asyncpg.Pool) 
     assert await outbox_topics(pool) == ["notification.failed.v1"]
 
 
-async def test_fake_channel_slower_than_the_round_is_recorded_as_unfinished(
+async def test_fake_channel_slower_than_the_round_is_recorded_as_unknown(
     pool: asyncpg.Pool,
 ) -> None:
-    """A round may not outlast its lease (past it another sender may claim the same
-    deliveries). What has not finished by then is recorded as a transient failure and
-    retried later, counted against max_attempts; what finished is recorded as usual."""
+    """A round's sends may not outlast its lease (past it another sender may claim the
+    same deliveries). A send without an answer by then may have been taken: it is
+    recorded as an uncertain attempt and retried later with the same key, counted
+    against max_attempts; what finished is recorded as usual."""
     slow_email, quick_sms = message("email"), message("sms")
     await queue(pool, slow_email, quick_sms)
 
@@ -135,8 +143,10 @@ async def test_fake_channel_slower_than_the_round_is_recorded_as_unfinished(
     )
     assert await sender.send_batch() == 2  # returns after 0.8 x lease
     email = await delivery_row(pool, slow_email.delivery_id)
-    assert (email["status"], email["attempts"]) == ("retrying", 1)
-    assert email["last_error"] == "send did not finish within the round"
+    assert (email["status"], email["attempts"], email["uncertain_sends"]) == ("retrying", 1, 1)
+    assert email["last_error"] == (
+        "outcome unknown, will retry with the same key: no answer within the round"
+    )
     assert (await delivery_row(pool, quick_sms.delivery_id))["status"] == "sent"
     assert await outbox_topics(pool) == ["notification.sent.v1"]
 
@@ -160,3 +170,127 @@ async def test_a_delivery_whose_sender_died_on_every_attempt_fails_with_its_even
     row = await delivery_row(pool, queued.delivery_id)
     assert (row["status"], row["attempts"]) == ("failed", 2)
     assert await outbox_topics(pool) == ["notification.failed.v1"]
+
+
+async def test_each_chunk_is_recorded_as_soon_as_it_returns(pool: asyncpg.Pool) -> None:
+    """Results are not held until the whole round ends: a slow chunk does not keep a
+    quick one's results (and so the knowledge that it was sent) waiting."""
+    slow_email, quick_sms = message("email"), message("sms")
+    await queue(pool, slow_email, quick_sms)
+    release = asyncio.Event()
+
+    async def fake_email(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        await release.wait()
+        return [SendResult(ok=True) for _ in batch]
+
+    async def fake_sms(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        return [SendResult(ok=True, provider_message_id="m") for _ in batch]
+
+    sender = DeliverySender(pool, {"email": fake_email, "sms": fake_sms}, RetryPolicy())
+    round_ = asyncio.create_task(sender.send_batch())
+    for _ in range(100):
+        if (await delivery_row(pool, quick_sms.delivery_id))["status"] == "sent":
+            break
+        await asyncio.sleep(0.02)
+    assert (await delivery_row(pool, quick_sms.delivery_id))["status"] == "sent"
+    assert (await delivery_row(pool, slow_email.delivery_id))["status"] == "sending"
+    release.set()
+    assert await round_ == 2
+    assert (await delivery_row(pool, slow_email.delivery_id))["status"] == "sent"
+
+
+async def test_a_delivery_claimed_but_never_sent_is_sent_again_without_doubt(
+    pool: asyncpg.Pool,
+) -> None:
+    """A sender that died holding deliveries: those it never marked 'sending' are known
+    not to have left; those it had marked may have (counted as uncertain)."""
+    never_sent, maybe_sent = message("sms"), message("sms")
+    await queue(pool, never_sent, maybe_sent)
+    async with pool.acquire() as conn:
+        claimed = await store.claim_due(conn, 10, lease_s=0.2)
+        assert len(claimed) == 2
+        [marked] = [d for d in claimed if d.delivery_id == maybe_sent.delivery_id]
+        assert await store.mark_sending(conn, [marked]) == {maybe_sent.delivery_id}
+    await asyncio.sleep(0.3)  # the sender "died": its lease runs out
+    async with pool.acquire() as conn:
+        again = await store.claim_due(conn, 10, lease_s=60)
+    assert {d.delivery_id for d in again} == {never_sent.delivery_id, maybe_sent.delivery_id}
+    assert (await delivery_row(pool, never_sent.delivery_id))["uncertain_sends"] == 0
+    assert (await delivery_row(pool, maybe_sent.delivery_id))["uncertain_sends"] == 1
+
+
+async def test_a_stale_attempt_cannot_mark_a_delivery_sending(pool: asyncpg.Pool) -> None:
+    queued = message("sms")
+    await queue(pool, queued)
+    async with pool.acquire() as conn:
+        [first] = await store.claim_due(conn, 10, lease_s=0.1)
+    await asyncio.sleep(0.2)
+    async with pool.acquire() as conn:
+        assert await store.mark_sending(conn, [first]) == set(), "its lease ran out"
+        [second] = await store.claim_due(conn, 10, lease_s=60)
+        assert await store.mark_sending(conn, [first]) == set(), "another attempt holds it"
+        assert await store.mark_sending(conn, [second]) == {queued.delivery_id}
+
+
+async def test_results_are_recorded_after_a_database_outage_and_nothing_is_sent_twice(
+    pool: asyncpg.Pool, database_url: str
+) -> None:
+    """The issue's case: the database goes away while a chunk is at the provider. The
+    results are kept and recorded once it is back (within the lease), so the chunk is
+    not sent again: the real SMS adapter against the gateway stand-in, which counts
+    every repeated idempotency key as a duplicate."""
+    messages = [message("sms") for _ in range(5)]
+    await queue(pool, *messages)
+    database = database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(infra.admin_dsn())
+
+    async def set_outage(on: bool) -> None:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {str(not on).lower()}')
+        if on:
+            await admin.execute(
+                """SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE datname = $1 AND pid <> pg_backend_pid()""",
+                database,
+            )
+
+    restored: list[asyncio.Task[None]] = []
+    try:
+        async with serve_app(create_app()) as gateway_url:
+            gateway = SmsGateway(gateway_url, "PERISAI")
+
+            async def sms_during_an_outage(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+                await set_outage(True)
+                results = await gateway.send_many(batch)
+
+                async def restore_later() -> None:
+                    await asyncio.sleep(2)
+                    await set_outage(False)
+
+                restored.append(asyncio.create_task(restore_later()))
+                return results
+
+            sender = DeliverySender(
+                pool,
+                {"sms": sms_during_an_outage},
+                RetryPolicy(),
+                chunk_sizes={"sms": 100},  # one gateway request, as in production
+                lease_s=8,
+            )
+            assert await sender.send_batch() == 5
+            await asyncio.gather(*restored)
+            rows = [await delivery_row(pool, m.delivery_id) for m in messages]
+            assert {(r["status"], r["attempts"]) for r in rows} == {("sent", 1)}
+
+            # Well past the lease: nothing is due again, and the gateway saw each once.
+            await asyncio.sleep(1)
+            assert (
+                await DeliverySender(pool, {"sms": gateway.send_many}, RetryPolicy()).send_batch()
+                == 0
+            )
+            async with httpx.AsyncClient(base_url=gateway_url) as client:
+                stats = (await client.get("/v1/stats")).json()
+            await gateway.aclose()
+        assert stats == {"accepted": 5, "duplicates": 0, "rejected": 0}
+    finally:
+        await set_outage(False)
+        await admin.close()

@@ -265,6 +265,25 @@ def test_transient_failure_at_the_bound_fails() -> None:
     assert event.reason == "SMS gateway answered 503"
 
 
+def test_an_unknown_outcome_is_retried_as_uncertain() -> None:
+    result = SendResult(ok=False, error="no answer", unknown=True)
+    update, event = after_send(claimed(attempts=2), result, POLICY, rng())
+    assert (update.status, update.uncertain, event) == ("retrying", True, None)
+    assert update.error == "outcome unknown, will retry with the same key: no answer"
+
+
+def test_an_unknown_outcome_at_the_bound_fails_and_stays_uncertain() -> None:
+    result = SendResult(ok=False, error="no answer", unknown=True)
+    update, event = after_send(claimed(attempts=POLICY.max_attempts), result, POLICY, rng())
+    assert (update.status, update.uncertain) == ("failed", True)
+    assert isinstance(event, NotificationFailed) and "outcome unknown" in event.reason
+
+
+def test_a_known_failure_is_not_uncertain() -> None:
+    update, _ = after_send(claimed(), SendResult(ok=False, error="503"), POLICY, rng())
+    assert update.uncertain is False
+
+
 def test_failure_without_an_error_text_still_says_something() -> None:
     update, event = after_send(claimed(), SendResult(ok=False, permanent=True), POLICY, rng())
     assert update.error
