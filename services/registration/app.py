@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import stamina
 from fastapi import Body, FastAPI, Header, HTTPException
+from fastapi import Path as PathParam
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -247,7 +248,16 @@ def create_app(resources: Resources) -> FastAPI:
         return BatchOut(results=[ResultOut.of(o) for o in await enrol(commands)])
 
     @app.get("/v1/workers/{participant_number}", responses=problems(404, 422))
-    async def get_worker(participant_number: str) -> WorkerOut:
+    async def get_worker(
+        participant_number: Annotated[
+            str,
+            PathParam(
+                pattern=r"^[0-9]{11}$",
+                description="11 digits, the last a Luhn check digit.",
+                examples=["00000000018"],
+            ),
+        ],
+    ) -> WorkerOut:
         """A worker's record, the NIK masked."""
         if not is_valid_participant_number(participant_number):
             raise HTTPException(422, "not a valid participant number (11 digits, Luhn)")

@@ -117,8 +117,17 @@ class Rejected:
 Outcome = Enrolled | Rejected
 
 
+REASON_MESSAGE_SHOWN = 300
+"""Longest reason message: some quote the input back (email-validator does)."""
+
+
 def reason(code: str, field_name: str | None, message: str) -> RejectionReason:
-    return RejectionReason(code=code, field=field_name, message=message)
+    """A rejection reason, its texts safe to store and show (see ``shown``)."""
+    return RejectionReason(
+        code=code,
+        field=None if field_name is None else shown(field_name),
+        message=shown(message, REASON_MESSAGE_SHOWN),
+    )
 
 
 def mask_nik(nik: str) -> str:
@@ -160,6 +169,11 @@ def age_on(birth_date: date, today: date) -> int:
     return today.year - birth_date.year - (0 if had_birthday else 1)
 
 
+def is_nik_shaped(text: str) -> bool:
+    """Sixteen ASCII digits: the only text that can be a NIK (and so a duplicate)."""
+    return len(text) == NIK_LENGTH and _ASCII_DIGITS.fullmatch(text) is not None
+
+
 def _nik_date(nik: str) -> tuple[int, int, int]:
     return int(nik[6:8]), int(nik[8:10]), int(nik[10:12])
 
@@ -168,7 +182,7 @@ def validate_nik(nik: str, birth_date: date, gender: str) -> list[RejectionReaso
     """NIK structure and agreement with the birth date and gender given. The NIK's
     region prefix is where the person was first registered, so it is not checked
     against the domicile. [firm]"""
-    if len(nik) != NIK_LENGTH or not _ASCII_DIGITS.fullmatch(nik):
+    if not is_nik_shaped(nik):
         return [reason("NIK_FORMAT", "nik", f"NIK must be exactly {NIK_LENGTH} digits")]
     reasons = []
     if nik[0:2] == "00" or nik[2:4] == "00" or nik[4:6] == "00":
@@ -339,15 +353,34 @@ PLACEHOLDERS: Final[dict[str, object]] = {
 dropped: see RULE_INPUTS)."""
 
 
+FIELD_NAME_SHOWN = 64
+"""Longest unknown field name echoed back in a reason."""
+UNSHOWABLE = frozenset({*INVISIBLE_CATEGORIES, "Cs"})
+
+
+def shown(text: str, limit: int = FIELD_NAME_SHOWN) -> str:
+    """Text the sender chose, safe to store and show: invisible characters (NUL among
+    them, which PostgreSQL cannot store) spelled as escapes, and bounded in length."""
+    visible = "".join(
+        c if unicodedata.category(c) not in UNSHOWABLE else f"\\u{ord(c):04x}"
+        for c in text[: limit + 1]
+    )
+    return visible if len(text) <= limit else visible[:limit] + "..."
+
+
 def _schema_reason(error: ErrorDetails) -> tuple[str | None, RejectionReason]:
     location = error["loc"]
+    if not location and error["type"] == "string_unicode":
+        return None, reason(
+            "TEXT_INVALID", "worker", "a field name contains lone surrogates (not Unicode text)"
+        )
     if not location:
         return None, reason(WORKER_INVALID, "worker", "the worker must be a JSON object")
     name = str(location[0])
     if error["type"] == "extra_forbidden":
         close = difflib.get_close_matches(name, RequestedWorker.model_fields, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return name, reason(FIELD_UNKNOWN, name, f"unknown field {name!r}{hint}")
+        return name, reason(FIELD_UNKNOWN, name, f"unknown field {shown(name)!r}{hint}")
     if error["type"] == "string_unicode":  # a lone surrogate, e.g. "\ud800" in JSON
         return name, reason("TEXT_INVALID", name, "contains lone surrogates (not Unicode text)")
     return name, reason(SCHEMA_REASON_CODES.get(name, WORKER_INVALID), name, error["msg"])
@@ -360,7 +393,7 @@ def read_worker(
     schema. ``unknown_fields`` are fields of the request around it that the schema
     does not know (each is a FIELD_UNKNOWN reason)."""
     reasons = [
-        reason(FIELD_UNKNOWN, name, f"unknown field {name!r} in the request")
+        reason(FIELD_UNKNOWN, name, f"unknown field {shown(name)!r} in the request")
         for name in unknown_fields
     ]
     bad: set[str] = set()
@@ -528,9 +561,7 @@ def rejected_event(command: EnrolmentCommand, rejected: Rejected) -> EnrolmentRe
         causation_id=command.causation_id,
         request_id=command.request_id,
         source=command.source,  # type: ignore[arg-type]
-        nik_masked=mask_nik(nik)
-        if len(nik) == NIK_LENGTH and _ASCII_DIGITS.fullmatch(nik)
-        else None,
+        nik_masked=mask_nik(nik) if is_nik_shaped(nik) else None,
         reasons=rejected.reasons,
     )
 

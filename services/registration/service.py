@@ -35,7 +35,8 @@ async def enrol(
     if not new:
         return [known[c.request_id] for c in commands], []
 
-    enrolled_niks = await store.participants_by_nik(conn, [n for c in new if (n := c.nik)])
+    niks = [nik for c in new if (nik := c.nik) is not None and domain.is_nik_shaped(nik)]
+    enrolled_niks = await store.participants_by_nik(conn, niks)
     decision = domain.decide(new, enrolled_niks, today, ages)
     sequence = await store.next_participant_sequence(conn, len(decision.to_store))
     numbered = [

@@ -211,3 +211,38 @@ async def test_an_event_id_reused_for_other_content_is_counted_logged_and_kept(
     assert row is not None and row["event_id"] == first.event_id
     assert (row["first_origin"], row["origin"]) == (line["first_origin"], line["origin"])
     assert policies == 1, "the first one stands"
+
+
+async def test_what_the_fuzzer_found_is_answered_in_the_documented_shape(
+    local_stack: LocalStack,
+) -> None:
+    config = local_stack.config
+    async with httpx.AsyncClient(timeout=10) as client:
+        year_zero = await client.get(f"{config.coverage_url}/v1/summary?period=0000-01")
+        not_a_number = await client.get(f"{config.registration_url}/v1/workers/abc")
+        bad_luhn = await client.get(f"{config.registration_url}/v1/workers/00000000011")
+        income_false = await client.post(
+            f"{config.registration_url}/v1/enrolments",
+            json=worker_json(declared_income=False),
+            headers={"Idempotency-Key": f"income-{uuid.uuid4()}"},
+        )
+        not_json = await client.post(
+            f"{config.registration_url}/v1/enrolments/batch",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+    for response, status in (
+        (year_zero, 422),
+        (not_a_number, 422),
+        (bad_luhn, 422),
+        (income_false, 422),
+        (not_json, 400),
+    ):
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["status"] == status and problem["title"] and problem["type"]
+    assert [e["location"] for e in year_zero.json()["errors"]] == ["query.period"]
+    assert [e["location"] for e in not_a_number.json()["errors"]] == ["path.participant_number"]
+    assert codes(income_false.json()["reasons"]) == [("INCOME_INVALID", "declared_income")]
+    assert income_false.json()["type"] == "/problems/enrolment-rejected"

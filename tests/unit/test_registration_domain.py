@@ -3,6 +3,7 @@ occupation, income, one membership per NIK, participant numbers."""
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -494,6 +495,24 @@ def test_rules_comparing_an_unreadable_field_say_nothing() -> None:
     """The birth date is unreadable: no age or NIK-date reason built on a stand-in."""
     worker = raw_worker(birth_date="not a date")
     assert codes(validate(read_worker(worker), TODAY)) == {"BIRTH_DATE_INVALID"}
+
+
+@pytest.mark.parametrize("name", ["em\x00ail", "x" * 5000, "\u202eliame", "a\ud800"])
+def test_an_unknown_field_name_is_echoed_printable_and_bounded(name: str) -> None:
+    [problem] = validate(read_worker({**raw_worker(), name: 1}), TODAY)  # type: ignore[misc]
+    expected = "TEXT_INVALID" if "\ud800" in name else "FIELD_UNKNOWN"
+    assert problem.code == expected and problem.field is not None
+    assert len(problem.field) <= 67
+    assert all(unicodedata.category(c) not in {"Cc", "Cf", "Cs", "Cn"} for c in problem.field)
+    assert all(unicodedata.category(c) not in {"Cc", "Cf", "Cs", "Cn"} for c in problem.message)
+
+
+def test_a_reason_quoting_the_input_back_is_printable() -> None:
+    """email-validator quotes the offending character: a NUL would not even store."""
+    reasons = validate(requested_worker(email="si\x00ti@example.com"), TODAY)
+    assert isinstance(reasons, list)
+    assert all("\x00" not in r.message for r in reasons)
+    assert "EMAIL_INVALID" in codes(reasons)
 
 
 def test_a_worker_that_is_not_an_object_is_one_reason() -> None:
