@@ -68,10 +68,11 @@ def print_summary(report: RunReport, entries_total: int) -> None:
         f"({cov['premium_postings']:,} postings; {active:,} x {rupiah(rate)} = "
         f"{rupiah(active * rate)})",
         f"  SMS delivered          {sms.get('sent', 0):>10,}   "
-        f"(gateway recorded {s['sms_gateway']['accepted']:,}; failed {sms.get('failed', 0)})",
+        f"(gateway recorded {s['sms_gateway']['accepted']:,}, sent twice "
+        f"{s['sms_gateway']['duplicates']}; failed {sms.get('failed', 0)})",
         f"  emails delivered       {email.get('sent', 0):>10,}   "
-        f"(mail server recorded {s['smtp_server']['accepted']:,}; failed "
-        f"{email.get('failed', 0)})",
+        f"(mail server recorded {s['smtp_server']['accepted']:,}, sent twice "
+        f"{s['smtp_server']['duplicates']}; failed {email.get('failed', 0)})",
         "",
     ]
     print("\n".join(lines), flush=True)

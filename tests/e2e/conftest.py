@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,13 +35,42 @@ async def start_stack(tmp_path: Path, **extra_env: str) -> tuple[LocalStack, str
     return stack, name
 
 
-@pytest.fixture(scope="module")
-async def local_stack(
-    stack: None, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[LocalStack]:
-    running, name = await start_stack(tmp_path_factory.mktemp("stack"))
+@asynccontextmanager
+async def own_stack(tmp_path: Path, **extra_env: str) -> AsyncIterator[LocalStack]:
+    """The five processes on a database and topics of their own, stopped and dropped
+    on the way out."""
+    running, name = await start_stack(tmp_path, **extra_env)
     try:
         yield running
     finally:
         running.stop()
         await infra.drop_database_async(name)
+
+
+@pytest.fixture(scope="module")
+async def local_stack(
+    stack: None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LocalStack]:
+    """One stack shared by a module's tests (each makes its own ids)."""
+    async with own_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running
+
+
+@pytest.fixture
+async def fresh_stack(stack: None, tmp_path: Path) -> AsyncIterator[LocalStack]:
+    """A stack for this test alone: one that counts everything, or breaks things."""
+    async with own_stack(tmp_path) as running:
+        yield running
+
+
+def assert_every_count_exact(summary: dict[str, Any], workers: int, emails: int) -> None:
+    """Every enrolled worker has one active policy, one premium, one SMS and (when they
+    gave an address) one email, and neither stand-in received anything twice."""
+    assert summary["registration"]["enrolled"] == workers
+    assert summary["coverage"]["policies"] == {"active": workers}
+    assert summary["coverage"]["premium_total"] == workers * 16_800
+    deliveries = summary["notifications"]["deliveries"]
+    assert deliveries["sms"] == {"sent": workers}
+    assert deliveries["email"] == {"sent": emails}
+    assert summary["sms_gateway"]["accepted"] == workers
+    assert summary["smtp_server"]["accepted"] == emails

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 import infra
@@ -30,6 +31,23 @@ async def kafka_tool(tool: str, *args: str, stdin: bytes = b"", timeout_s: float
     text = output.decode(errors="replace")
     assert process.returncode == 0, f"kafka {tool} {' '.join(args)} failed:\n{text}"
     return text
+
+
+async def publish(
+    bootstrap: str,
+    topic: str,
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """One record, as any outside system would write it (idempotent producer)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
 
 
 def key_for_partition(partition: int, partitions: int = DEFAULT_PARTITIONS) -> str:

@@ -3,18 +3,13 @@ three services as separate processes: every count matches exactly, nothing twice
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
 
-import infra
 from devtools.cohort import generate_cohort, summary_expectations
 from devtools.feeder import mismatches
 from devtools.pipeline import run_cohort
 from devtools.stack import LocalStack
-from tests.e2e.conftest import start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,23 +18,13 @@ INVALID = 40
 MINIMUM_PACKAGE = 16_800
 
 
-@pytest.fixture
-async def cohort_stack(stack: None, tmp_path: Path) -> AsyncIterator[LocalStack]:
-    running, name = await start_stack(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
-        await infra.drop_database_async(name)
-
-
 async def test_whole_cohort_counts_match_exactly_with_no_duplicates(
-    cohort_stack: LocalStack,
+    fresh_stack: LocalStack,
 ) -> None:
     entries = generate_cohort(COHORT_SIZE, invalid=INVALID)
     expected = summary_expectations(entries)
 
-    report = await run_cohort(cohort_stack, entries, timeout_s=900)
+    report = await run_cohort(fresh_stack, entries, timeout_s=900)
 
     assert mismatches(entries, report.results) == []
     registration = report.summary["registration"]
@@ -64,7 +49,7 @@ async def test_whole_cohort_counts_match_exactly_with_no_duplicates(
     assert report.summary["smtp_server"]["duplicates"] == 0
 
     async with httpx.AsyncClient() as client:
-        url = f"{cohort_stack.config.sms_url}/v1/messages"
+        url = f"{fresh_stack.config.sms_url}/v1/messages"
         messages = (await client.get(url, params={"limit": 10_000})).json()["messages"]
     recipients = [m["to"] for m in messages]
     assert len(recipients) == len(set(recipients)) == COHORT_SIZE

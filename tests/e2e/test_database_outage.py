@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,23 +18,13 @@ from devtools.cohort import generate_cohort
 from devtools.feeder import feed, mismatches
 from devtools.pipeline import Expected, wait_until_delivered
 from devtools.stack import LocalStack
-from tests.e2e.conftest import start_stack
+from tests.e2e.conftest import assert_every_count_exact
 from tests.e2e.test_intake_rules import worker_json
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = 3_000
 OUTAGE_S = 40.0
-
-
-@pytest.fixture
-async def outage_stack(stack: None, tmp_path: Path) -> AsyncIterator[tuple[LocalStack, str]]:
-    running, name = await start_stack(tmp_path)
-    try:
-        yield running, name
-    finally:
-        running.stop()
-        await infra.drop_database_async(name)
 
 
 async def refuse_connections(admin: asyncpg.Connection, database: str, refuse: bool) -> None:
@@ -66,10 +54,10 @@ def assert_is_the_outage_problem(response: httpx.Response) -> None:
 
 
 async def test_a_database_outage_is_a_503_and_the_feed_finishes_exact(
-    outage_stack: tuple[LocalStack, str],
+    fresh_stack: LocalStack,
 ) -> None:
-    stack, database = outage_stack
-    config = stack.config
+    stack, config = fresh_stack, fresh_stack.config
+    database = config.database_url.rsplit("/", 1)[1]
     entries = generate_cohort(WORKERS, seed=5150)
     retries: list[tuple[str, float]] = []
     feeding = asyncio.create_task(
@@ -129,13 +117,6 @@ async def test_a_database_outage_is_a_503_and_the_feed_finishes_exact(
     expected = Expected.from_results(entries, results)
     summary = await wait_until_delivered(stack, expected, timeout_s=300)
 
-    assert summary["registration"]["enrolled"] == WORKERS
-    assert summary["coverage"]["policies"] == {"active": WORKERS}
-    assert summary["coverage"]["premium_total"] == WORKERS * 16_800
-    deliveries = summary["notifications"]["deliveries"]
-    assert deliveries["sms"] == {"sent": WORKERS}
-    assert deliveries["email"] == {"sent": expected.emails}
-    assert summary["sms_gateway"]["accepted"] == WORKERS
-    assert summary["smtp_server"]["accepted"] == expected.emails
+    assert_every_count_exact(summary, WORKERS, expected.emails)
     assert summary["sms_gateway"]["duplicates"] == 0, "a worker was texted twice"
     assert summary["smtp_server"]["duplicates"] == 0, "a worker was mailed twice"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -22,7 +20,6 @@ from devtools.pipeline import Expected, wait_until_delivered
 from devtools.stack import LocalStack
 from services.registration.domain import participant_number
 from shared.topics import DEFAULT_PARTITIONS, WORKER_ENROLLED, dead_letter_topic
-from tests.e2e.conftest import start_stack
 from tests.e2e.kafka_tools import (
     console_produce,
     group_lags,
@@ -37,16 +34,6 @@ pytestmark = pytest.mark.e2e
 FRESH_ENROLMENTS = 20
 CONSUMERS_OF_WORKER_ENROLLED = {"coverage.worker-enrolled", "notifications.worker-enrolled"}
 PARTITION_KEYS = [key_for_partition(p) for p in range(DEFAULT_PARTITIONS)]
-
-
-@pytest.fixture
-async def hostile_stack(stack: None, tmp_path: Path) -> AsyncIterator[LocalStack]:
-    running, name = await start_stack(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
-        await infra.drop_database_async(name)
 
 
 async def enrol_fresh_workers(stack: LocalStack, seed: int) -> Expected:
@@ -85,11 +72,11 @@ async def dead_letters(
 
 
 async def test_a_null_header_value_on_every_partition_stalls_nothing(
-    hostile_stack: LocalStack,
+    fresh_stack: LocalStack,
 ) -> None:
     """The issue's reproduction: {"a":1} with header x = null (the console producer's
     null.marker), here once on every partition of worker.enrolled.v1."""
-    topic = hostile_stack.config.topic_prefix + WORKER_ENROLLED
+    topic = fresh_stack.config.topic_prefix + WORKER_ENROLLED
     await console_produce(
         topic,
         [f'x:NULL\t{key}\t{{"a":1}}' for key in PARTITION_KEYS],
@@ -97,17 +84,17 @@ async def test_a_null_header_value_on_every_partition_stalls_nothing(
         "parse.key=true",
         "null.marker=NULL",
     )
-    expected = await enrol_fresh_workers(hostile_stack, seed=101)
+    expected = await enrol_fresh_workers(fresh_stack, seed=101)
 
-    summary = await wait_until_delivered(hostile_stack, expected, timeout_s=120)
+    summary = await wait_until_delivered(fresh_stack, expected, timeout_s=120)
     assert summary["coverage"]["policies"] == {"active": FRESH_ENROLMENTS}
     assert summary["notifications"]["deliveries"]["sms"] == {"sent": FRESH_ENROLMENTS}
     assert summary["sms_gateway"]["accepted"] == FRESH_ENROLMENTS
     assert summary["sms_gateway"]["duplicates"] == 0
-    await assert_all_groups_caught_up(hostile_stack)
-    await assert_ready(hostile_stack)
+    await assert_all_groups_caught_up(fresh_stack)
+    await assert_ready(fresh_stack)
 
-    letters = await dead_letters(hostile_stack, at_least=2 * DEFAULT_PARTITIONS)
+    letters = await dead_letters(fresh_stack, at_least=2 * DEFAULT_PARTITIONS)
     assert len(letters) == 2 * DEFAULT_PARTITIONS, letters
     assert {h["dlq.consumer"] for h, _ in letters} == {
         c.encode() for c in CONSUMERS_OF_WORKER_ENROLLED
@@ -123,13 +110,13 @@ async def test_a_null_header_value_on_every_partition_stalls_nothing(
 
 
 async def test_null_values_and_header_names_that_are_not_utf8_stall_nothing(
-    hostile_stack: LocalStack,
+    fresh_stack: LocalStack,
 ) -> None:
     """On every partition: a record whose key and value are both null (a tombstone),
     and a record whose header name is not UTF-8 (aiokafka cannot decode it; a
     librdkafka client can send it). And one valid WorkerEnrolled carrying such a header,
     which must be handled like any other, not dead-lettered."""
-    config = hostile_stack.config
+    config = fresh_stack.config
     topic = config.topic_prefix + WORKER_ENROLLED
     await console_produce(
         topic, ["NULL\tNULL"] * 3, "parse.key=true", "null.marker=NULL"
@@ -153,18 +140,18 @@ async def test_null_values_and_header_names_that_are_not_utf8_stall_nothing(
         str(valid.worker_id),
         valid.model_dump_json().encode(),
     )
-    expected = await enrol_fresh_workers(hostile_stack, seed=202)
+    expected = await enrol_fresh_workers(fresh_stack, seed=202)
     with_valid = Expected(expected.enrolled + 1, expected.sms + 1, expected.emails)
 
-    summary = await wait_until_delivered(hostile_stack, with_valid, timeout_s=120)
+    summary = await wait_until_delivered(fresh_stack, with_valid, timeout_s=120)
     assert summary["coverage"]["policies"] == {"active": FRESH_ENROLMENTS + 1}
     assert summary["notifications"]["deliveries"]["sms"] == {"sent": FRESH_ENROLMENTS + 1}
     assert summary["sms_gateway"]["duplicates"] == 0
-    await assert_all_groups_caught_up(hostile_stack)
-    await assert_ready(hostile_stack)
+    await assert_all_groups_caught_up(fresh_stack)
+    await assert_ready(fresh_stack)
 
     bad_records = 3 + DEFAULT_PARTITIONS
-    letters = await dead_letters(hostile_stack, at_least=2 * bad_records)
+    letters = await dead_letters(fresh_stack, at_least=2 * bad_records)
     assert len(letters) == 2 * bad_records, [h for h, _ in letters]
     tombstones = [h for h, v in letters if v is None]
     assert len(tombstones) == 2 * 3, "a tombstone is dead-lettered as one (key: empty)"
@@ -179,12 +166,12 @@ async def test_null_values_and_header_names_that_are_not_utf8_stall_nothing(
 
 
 async def test_the_stall_report_names_the_consumer_while_a_batch_keeps_failing(
-    hostile_stack: LocalStack,
+    fresh_stack: LocalStack,
 ) -> None:
     """A batch that fails for a reason no record explains (here: coverage's table made
     unwritable under it) is re-read, never skipped, and the consumer says so: readiness
     503 naming the consumer and its batch. Once the cause is gone it catches up."""
-    config = hostile_stack.config
+    config = fresh_stack.config
     database = config.database_url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(infra.admin_dsn(database))
     try:
@@ -194,7 +181,7 @@ async def test_the_stall_report_names_the_consumer_while_a_batch_keeps_failing(
                CREATE TRIGGER refuse BEFORE INSERT ON coverage.policies
                FOR EACH ROW EXECUTE FUNCTION coverage.refuse();"""
         )
-        expected = await enrol_fresh_workers(hostile_stack, seed=303)
+        expected = await enrol_fresh_workers(fresh_stack, seed=303)
 
         async def readiness() -> tuple[int, dict]:
             async with httpx.AsyncClient() as client:
@@ -218,11 +205,11 @@ async def test_the_stall_report_names_the_consumer_while_a_batch_keeps_failing(
         await admin.close()
 
     deadline = time.monotonic() + 120
-    summary = await wait_until_delivered(hostile_stack, expected, timeout_s=120)
+    summary = await wait_until_delivered(fresh_stack, expected, timeout_s=120)
     assert time.monotonic() < deadline
     assert summary["coverage"]["policies"] == {"active": FRESH_ENROLMENTS}
-    await assert_all_groups_caught_up(hostile_stack)
-    await assert_ready(hostile_stack)
+    await assert_all_groups_caught_up(fresh_stack)
+    await assert_ready(fresh_stack)
     dlq = config.topic_prefix + dead_letter_topic(WORKER_ENROLLED)
     ends = await end_offsets(config.kafka_bootstrap, dlq)
     assert sum(ends.values()) == 0, f"nothing is dead-lettered for a fault of ours: {ends}"

@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from devtools.stack import LocalStack
 from services.registration.domain import participant_number
@@ -24,6 +23,7 @@ from shared.topics import (
     WORKER_ENROLLED,
     dead_letter_topic,
 )
+from tests.e2e.kafka_tools import publish
 from tests.e2e.test_single_enrolment import unique_worker
 from tests.factories import worker_enrolled
 from tests.integration.kafka_helpers import end_offsets, eventually, read_topic
@@ -37,15 +37,8 @@ def worker_json(**changes: Any) -> dict[str, Any]:
     return data
 
 
-async def publish(stack: LocalStack, topic: str, value: bytes, key: bytes) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=stack.config.kafka_bootstrap, enable_idempotence=True
-    )
-    await producer.start()
-    try:
-        await producer.send_and_wait(stack.config.topic_prefix + topic, value, key=key)
-    finally:
-        await producer.stop()
+async def publish_to(stack: LocalStack, topic: str, value: bytes, key: bytes) -> None:
+    await publish(stack.config.kafka_bootstrap, stack.config.topic_prefix + topic, value, key=key)
 
 
 def codes(reasons: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
@@ -89,7 +82,7 @@ async def test_a_name_too_long_is_name_invalid_on_every_channel(local_stack: Loc
     )
     data = json.loads(request.model_dump_json())
     data["worker"]["full_name"] = long_name
-    await publish(local_stack, ENROLMENT_REQUESTED, json.dumps(data).encode(), b"k")
+    await publish_to(local_stack, ENROLMENT_REQUESTED, json.dumps(data).encode(), b"k")
 
     # A typo'd field name, inside the worker and beside it: refused with the field named.
     typo_id = f"dinsos-{uuid.uuid4()}"
@@ -103,7 +96,7 @@ async def test_a_name_too_long_is_name_invalid_on_every_channel(local_stack: Loc
     )
     typo["worker"]["emial"] = typo["worker"].pop("email")
     typo["sourcee"] = "upstream"
-    await publish(local_stack, ENROLMENT_REQUESTED, json.dumps(typo).encode(), b"k")
+    await publish_to(local_stack, ENROLMENT_REQUESTED, json.dumps(typo).encode(), b"k")
 
     async def answers() -> dict[str, list[tuple[str, str | None]]]:
         records = await read_topic(
@@ -179,8 +172,8 @@ async def test_an_event_id_reused_for_other_content_is_counted_logged_and_kept(
         email=None,
     )
     forged = first.model_copy(update={"worker_id": uuid.uuid4(), "full_name": "Someone Else"})
-    await publish(local_stack, WORKER_ENROLLED, first.model_dump_json().encode(), b"same")
-    await publish(local_stack, WORKER_ENROLLED, forged.model_dump_json().encode(), b"same")
+    await publish_to(local_stack, WORKER_ENROLLED, first.model_dump_json().encode(), b"same")
+    await publish_to(local_stack, WORKER_ENROLLED, forged.model_dump_json().encode(), b"same")
 
     async def conflicts() -> float:
         async with httpx.AsyncClient() as client:

@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
-import infra
 from devtools.stack import LocalStack
 from services.coverage.domain import policy_id_for
 from services.registration.domain import participant_number
 from shared.events import Event, PolicyActivated, WorkerEnrolled, derive_event_id
 from shared.topics import CONSUMED_TOPICS, POLICY_ACTIVATED, dead_letter_topic
-from tests.e2e.conftest import start_stack
-from tests.e2e.kafka_tools import group_lags
+from tests.e2e.kafka_tools import group_lags, publish
 from tests.factories import worker_enrolled
 from tests.integration.kafka_helpers import end_offsets, eventually
 
@@ -36,35 +31,19 @@ NEWER_FIELDS: dict[str, Any] = {
 """Fields a later release might add: of every JSON shape."""
 
 
-@pytest.fixture
-async def evolution_stack(stack: None, tmp_path: Path) -> AsyncIterator[LocalStack]:
-    running, name = await start_stack(tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop()
-        await infra.drop_database_async(name)
-
-
 def with_newer_fields(event: Event) -> bytes:
     data = json.loads(event.model_dump_json())
     return json.dumps({**data, **NEWER_FIELDS}).encode()
 
 
-async def publish(stack: LocalStack, event: Event, value: bytes) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=stack.config.kafka_bootstrap, enable_idempotence=True
+async def publish_event(stack: LocalStack, event: Event, value: bytes) -> None:
+    await publish(
+        stack.config.kafka_bootstrap,
+        stack.config.topic_prefix + event.TOPIC,
+        value,
+        key=event.kafka_key(),
+        headers=event.kafka_headers(),
     )
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            stack.config.topic_prefix + event.TOPIC,
-            value,
-            key=event.kafka_key(),
-            headers=event.kafka_headers(),
-        )
-    finally:
-        await producer.stop()
 
 
 def new_worker(n: int) -> WorkerEnrolled:
@@ -81,12 +60,12 @@ def new_worker(n: int) -> WorkerEnrolled:
 
 
 async def test_events_with_fields_a_newer_producer_added_are_applied(
-    evolution_stack: LocalStack,
+    fresh_stack: LocalStack,
 ) -> None:
-    config = evolution_stack.config
+    config = fresh_stack.config
     # A: a WorkerEnrolled from a newer registration, read by coverage and notifications.
     first = new_worker(1)
-    await publish(evolution_stack, first, with_newer_fields(first))
+    await publish_event(fresh_stack, first, with_newer_fields(first))
 
     # B: a PolicyActivated from a newer coverage, read by notifications before the
     # worker's contact arrives. Its payer is marked, so that the email shows it was
@@ -107,7 +86,7 @@ async def test_events_with_fields_a_newer_producer_added_are_applied(
         coverage_start=second.enrolled_on,
         monthly_premium=16_800,
     )
-    await publish(evolution_stack, activated, with_newer_fields(activated))
+    await publish_event(fresh_stack, activated, with_newer_fields(activated))
     group = f"{config.topic_prefix}notifications.policy-activated"
     await eventually(
         lambda: group_lags(group),
@@ -119,7 +98,7 @@ async def test_events_with_fields_a_newer_producer_added_are_applied(
         interval_s=1,
         what="notifications to consume the newer PolicyActivated",
     )
-    await publish(evolution_stack, second, with_newer_fields(second))
+    await publish_event(fresh_stack, second, with_newer_fields(second))
 
     async with httpx.AsyncClient(timeout=10) as client:
         for worker in (first, second):
