@@ -86,6 +86,8 @@ LONE_POISON_LIMIT = 3
 between) before the consumer suspects itself and stops dead-lettering them."""
 STALLED_AFTER_ROUNDS = 3
 """Failed rounds of one consumer in a row before it reports itself stalled."""
+ISOLATION_ATTEMPTS = 2
+"""Tries of each part while a failed batch is split (the batch had its full share)."""
 MAX_REASON_LENGTH = 1000
 """A dead letter's reason header is cut to this many characters."""
 
@@ -336,7 +338,9 @@ class BatchConsumer(Generic[E]):
         async def visit(part: list[tuple[Record, E]]) -> None:
             nonlocal applied
             try:
-                applied += await self._with_retries(part, [])
+                # Fewer retries per part: the whole batch has had its share, and a long
+                # bisection must not outlast the consumer's poll interval.
+                applied += await self._with_retries(part, [], attempts=ISOLATION_ATTEMPTS)
             except Exception as part_error:
                 if is_unavailable(part_error):
                     raise
@@ -417,10 +421,12 @@ class BatchConsumer(Generic[E]):
         items: list[tuple[Record, E]],
         dead: list[OutboxRecord],
         repeats: Sequence[tuple[Record, E]] = (),
+        *,
+        attempts: int | None = None,
     ) -> BatchOutcome:
         async for attempt in stamina.retry_context(
             on=is_retryable,
-            attempts=self._attempts,
+            attempts=attempts or self._attempts,
             timeout=self._retry_timeout_s,
             wait_initial=0.2,
             wait_max=5.0,
@@ -452,10 +458,8 @@ class BatchConsumer(Generic[E]):
 
     @staticmethod
     def _entry(record: Record, event: E) -> inbox.Entry:
-        # occurred_at is when the fact was recorded, not the fact: a producer that derives
-        # the same event again (same id) may stamp it anew.
-        content = event.model_dump_json(exclude={"occurred_at"}).encode()
-        return inbox.Entry(event.event_id, inbox.content_hash(content), origin_of(record))
+        assert record.value is not None  # parse() made a dead letter of a null one
+        return inbox.Entry(event.event_id, inbox.event_hash(record.value), origin_of(record))
 
     def _report_conflicts(self, conflicts: Sequence[inbox.Conflict]) -> None:
         for conflict in conflicts:

@@ -14,6 +14,8 @@ import asyncpg
 from shared.errors import StartupError
 
 CONNECT_TIMEOUT_S = 10.0
+ACQUIRE_TIMEOUT_S = 10.0
+"""Longest wait for a pooled connection (all busy or hung): then DatabaseUnavailable."""
 
 
 def describe_dsn(dsn: str) -> str:
@@ -63,7 +65,7 @@ async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A connection from the pool; failing to get one raises DatabaseUnavailable, so
     callers can tell "the database is away" from "the database refused this work"."""
     try:
-        conn = await pool.acquire()
+        conn = await pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
     except Exception as error:
         raise DatabaseUnavailable(f"cannot connect to the database: {error}") from error
     try:

@@ -24,9 +24,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.db import DatabaseUnavailable
 from shared.events import RejectionReason
-from shared.failures import is_unavailable
+from shared.failures import UNAVAILABLE_ERRORS, is_unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -177,6 +176,8 @@ async def on_dependency_error(request: Request, error: Exception) -> JSONRespons
 
 
 async def on_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    if is_unavailable(error):  # whatever its class: the classifier has the last word
+        return await on_dependency_error(request, error)
     log.error("request failed", path=request.url.path, method=request.method, exc_info=error)
     return problem_response(
         simple_problem(500, "an unexpected error; it has been logged for the operators")
@@ -186,13 +187,9 @@ async def on_unexpected_error(request: Request, error: Exception) -> JSONRespons
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    for error_type in (
-        DatabaseUnavailable,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        OSError,
-        TimeoutError,
-    ):
+    # Handled where they are raised (the catch-all for Exception runs outside, after
+    # the server logged a traceback): every kind of outage, and the driver's errors.
+    for error_type in (*UNAVAILABLE_ERRORS, asyncpg.PostgresError):
         app.add_exception_handler(error_type, on_dependency_error)
     app.add_exception_handler(Exception, on_unexpected_error)
 

@@ -7,12 +7,13 @@ redelivered message (crash after commit, before the offset commit) changes nothi
 Each claim keeps a hash of the content and where it came from. An id that comes back
 with *different* content is not a redelivery but a producer's mistake (or a forgery):
 it is still skipped (the first one stands), but recorded in ``inbox_conflicts`` with
-both origins, for the caller to count and log.
+both origins, once per origin, for the caller to count and log.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
@@ -24,6 +25,18 @@ HASH_BYTES = 16
 
 def content_hash(content: bytes | None) -> bytes:
     return hashlib.sha256(content or b"").digest()[:HASH_BYTES]
+
+
+def event_hash(value: bytes) -> bytes:
+    """The hash of an event as it was received, whatever the reader's model: canonical
+    JSON (keys sorted) without ``occurred_at``, which a producer deriving the same event
+    again may stamp anew. A consumer's own model would add its defaults, so upgrading it
+    would make unchanged records look changed."""
+    data = json.loads(value)
+    if isinstance(data, dict):
+        data.pop("occurred_at", None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return content_hash(canonical.encode(errors="surrogatepass"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +106,41 @@ async def claim(
             for row in [stored[entry.event_id]]
             if row["content_hash"] not in (None, entry.content_hash)
         ]
-    await record_conflicts(
+    new = await record_conflicts(
         conn,
         consumer,
         [(e.event_id, origin, digest, e.origin, e.content_hash) for e, origin, digest in differing],
     )
-    return fresh, [Conflict(e.event_id, origin, e.origin) for e, origin, _ in differing]
+    return fresh, [
+        Conflict(e.event_id, origin, e.origin)
+        for e, origin, _ in differing
+        if (e.event_id, e.origin) in new
+    ]
 
 
 async def record_conflicts(
     conn: asyncpg.Connection,
     consumer: str,
     rows: Sequence[tuple[UUID, str | None, bytes | None, str, bytes]],
-) -> None:
-    """(event id, first origin, first hash, origin, hash) of each conflict."""
+) -> set[tuple[UUID, str]]:
+    """(event id, first origin, first hash, origin, hash) of each conflict; returns the
+    (event id, origin) pairs not recorded before (a redelivered record is not counted
+    twice)."""
     if not rows:
-        return
-    await conn.executemany(
+        return set()
+    recorded = await conn.fetch(
         """INSERT INTO inbox_conflicts (consumer, event_id, first_origin, first_hash, origin,
                                         content_hash)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        [(consumer, *row) for row in rows],
+           SELECT $1, e, fo, fh, o, h
+           FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::text[], $6::bytea[])
+                AS t(e, fo, fh, o, h)
+           ON CONFLICT (consumer, event_id, origin) DO NOTHING
+           RETURNING event_id, origin""",
+        consumer,
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
     )
+    return {(row["event_id"], row["origin"]) for row in recorded}

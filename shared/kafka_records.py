@@ -12,7 +12,9 @@ the partition, and every worker hashed to it, is stalled for good.
 only when the normal decoder fails on them, read them again with a tolerant decoder
 (Kafka's record format v2, header names decoded with ``surrogateescape`` so the exact
 bytes are recoverable). The record then reaches our code like any other, and the
-consumer dead-letters it with its origin and reason. The normal path is unchanged
+consumer dead-letters it with its origin and reason (or applies it, when it is a valid
+event). Both of aiokafka's readers are covered: the C one raises the decode error
+itself, the pure-Python one wraps it in a CorruptRecordException. The normal path is unchanged
 (one extra object per fetched partition); aiokafka's version is pinned and the
 fallback is tested against the real broker (tests/integration/test_unreadable_records.py).
 """
@@ -129,9 +131,15 @@ class _TolerantPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
     def _unpack_records(self) -> Iterator[Any]:
         try:
             yield from super()._unpack_records()
-        except KafkaError:
-            raise  # e.g. a CRC mismatch: aiokafka refetches, as it should
         except Exception as error:
+            # The C reader raises the UnicodeDecodeError itself; the pure-Python one
+            # wraps it in CorruptRecordException. Any other Kafka error (a CRC mismatch)
+            # is aiokafka's to handle: it refetches, as it should.
+            undecodable = isinstance(error, UnicodeDecodeError) or isinstance(
+                error.__cause__, UnicodeDecodeError
+            )
+            if isinstance(error, KafkaError) and not undecodable:
+                raise
             raw = getattr(self._records, "raw", None)
             if raw is None or self._isolation_level == fetcher.READ_COMMITTED:
                 raise
@@ -142,7 +150,10 @@ class _TolerantPartitionRecords(fetcher.PartitionRecords):  # type: ignore[misc]
                 from_offset=self.next_fetch_offset,
                 error=repr(error),
             )
-            yield from self._unpack_tolerantly(raw)
+            try:
+                yield from self._unpack_tolerantly(raw)
+            except Exception:
+                raise error from None  # truly corrupt: aiokafka's own error stands
 
     def _unpack_tolerantly(self, raw: bytes) -> Iterator[Any]:
         for batch in _batches(raw):

@@ -184,6 +184,12 @@ class SmtpMailer:
                     # one fresh try is safe.
                     client = await self._connect()
                     await client.send_tracked(message)
+            except asyncio.CancelledError:
+                # The round's time is up mid-conversation: this connection's state is
+                # unknown, so it is dropped, never returned to the pool.
+                if client is not None:
+                    client.close()
+                raise
             except aiosmtplib.SMTPRecipientsRefused as error:
                 await _close(client)
                 # 4xx (greylisting, mailbox busy) is worth retrying; only 5xx is final.

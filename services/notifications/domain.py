@@ -221,13 +221,29 @@ class DeliveryUpdate:
     uncertain: bool = False  # the outcome of this attempt is unknown (it may have been taken)
 
 
+PROVIDER_TEXT_LIMIT = 500
+"""Longest provider text (an error, a message id) kept with a delivery."""
+
+
+def provider_text(value: object) -> str | None:
+    """What a provider said, as text that can be stored and published: providers send
+    numbers as ids, NULs and undecodable bytes in error replies (aiosmtplib keeps those
+    as surrogate escapes)."""
+    if value is None:
+        return None
+    text = str(value).replace("\x00", "\\x00")
+    text = text.encode(errors="backslashreplace").decode()
+    return text[:PROVIDER_TEXT_LIMIT]
+
+
 def after_send(
     delivery: ClaimedDelivery, result: SendResult, policy: RetryPolicy, rng: random.Random
 ) -> tuple[DeliveryUpdate, NotificationSent | NotificationFailed | None]:
     """The delivery's next state and the event to publish, if any."""
     if result.ok:
+        message_id = provider_text(result.provider_message_id)
         update = DeliveryUpdate(
-            delivery.delivery_id, delivery.attempts, "sent", result.provider_message_id, None, 0
+            delivery.delivery_id, delivery.attempts, "sent", message_id, None, 0
         )
         return update, NotificationSent(
             event_id=derive_event_id("notification.sent", delivery.delivery_id),
@@ -238,10 +254,10 @@ def after_send(
             channel=delivery.channel,
             template=delivery.template,
             recipient_masked=mask_recipient(delivery.recipient),
-            provider_message_id=result.provider_message_id,
+            provider_message_id=message_id,
             attempts=delivery.attempts,
         )
-    error = result.error or "unknown error"
+    error = provider_text(result.error) or "unknown error"
     if result.unknown:
         error = f"outcome unknown, will retry with the same key: {error}"
     if result.permanent or delivery.attempts >= policy.max_attempts:

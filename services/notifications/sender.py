@@ -36,7 +36,7 @@ from services.notifications.domain import (
 )
 from shared import db, outbox
 from shared.events import NotificationFailed, NotificationSent
-from shared.failures import is_retryable
+from shared.failures import is_retryable, is_unavailable
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +45,8 @@ ROUND_SHARE_OF_LEASE = 0.8
 may claim the same deliveries. The rest of the lease is for recording the results."""
 DEFAULT_CONCURRENCY = 4
 """Chunks of one channel at a provider at once, unless the channel says otherwise."""
+RELEASE_RETRY_S = 1.0
+"""A chunk whose turn did not come within the round is due again after this."""
 LEASE_SAFETY = 0.95
 """Recording is retried until this share of the lease (clocks differ a little)."""
 
@@ -149,6 +151,7 @@ class DeliverySender:
             async with asyncio.timeout_at(send_by):
                 await slot.acquire()
         except TimeoutError:
+            await self._release(chunk)
             return
         try:
             try:
@@ -176,6 +179,14 @@ class DeliverySender:
         finally:
             slot.release()
 
+    async def _release(self, chunk: Sequence[ClaimedDelivery]) -> None:
+        """Hand back a chunk that never went out; if that fails too, its lease will."""
+        try:
+            async with db.transaction(self._pool) as conn:
+                await store.release(conn, chunk, RELEASE_RETRY_S)
+        except Exception as error:
+            log.warning("unsent chunk not released; due again after its lease", error=repr(error))
+
     async def _record_until(
         self,
         chunk: Sequence[ClaimedDelivery],
@@ -184,24 +195,47 @@ class DeliverySender:
     ) -> None:
         """Record the chunk's results, retrying while the database is unavailable, until
         the lease ends (after it, another sender may hold these deliveries)."""
-        remaining = lease_ends - asyncio.get_running_loop().time()
         try:
-            async for attempt in stamina.retry_context(
-                on=is_retryable,
-                attempts=None,
-                timeout=max(remaining, 0.001),
-                wait_initial=0.2,
-                wait_max=5.0,
-            ):
-                with attempt:
-                    await self._record(chunk, results)
+            await self._record_retrying(chunk, results, lease_ends)
+            return
         except Exception as error:
-            log.error(
-                "send results lost: these deliveries will be sent again after their lease",
-                count=len(chunk),
-                channel=chunk[0].channel,
-                error=repr(error),
-            )
+            if is_unavailable(error):
+                log.error(
+                    "send results lost: these deliveries will be sent again after their lease",
+                    count=len(chunk),
+                    channel=chunk[0].channel,
+                    error=repr(error),
+                )
+                return
+            log.error("a chunk's results cannot be recorded; one by one", error=repr(error))
+        # Something in one result (a provider's odd reply) must not lose the others.
+        for delivery, result in zip(chunk, results, strict=True):
+            try:
+                await self._record_retrying([delivery], [result], lease_ends)
+            except Exception as error:
+                log.error(
+                    "send result lost: this delivery will be sent again after its lease",
+                    delivery_id=str(delivery.delivery_id),
+                    channel=delivery.channel,
+                    error=repr(error),
+                )
+
+    async def _record_retrying(
+        self,
+        chunk: Sequence[ClaimedDelivery],
+        results: Sequence[SendResult],
+        lease_ends: float,
+    ) -> None:
+        remaining = lease_ends - asyncio.get_running_loop().time()
+        async for attempt in stamina.retry_context(
+            on=is_retryable,
+            attempts=None,
+            timeout=max(remaining, 0.001),
+            wait_initial=0.2,
+            wait_max=5.0,
+        ):
+            with attempt:
+                await self._record(chunk, results)
 
     async def _fail_abandoned(self) -> None:
         """Deliveries whose sender died holding them, on every one of max_attempts

@@ -178,6 +178,29 @@ async def mark_sending(
     return {row["delivery_id"] for row in rows}
 
 
+async def release(
+    conn: asyncpg.Connection, deliveries: Sequence[ClaimedDelivery], retry_in_s: float
+) -> set[UUID]:
+    """Give back claimed deliveries that never went to the provider (their turn did not
+    come within the round): due again shortly, the attempt not counted."""
+    if not deliveries:
+        return set()
+    rows = await conn.fetch(
+        """UPDATE deliveries d
+           SET status = CASE WHEN d.attempts = 1 THEN 'queued' ELSE 'retrying' END,
+               attempts = d.attempts - 1,
+               lease_until = NULL,
+               next_attempt_at = now() + make_interval(secs => $3)
+           FROM unnest($1::uuid[], $2::integer[]) AS u(id, attempt)
+           WHERE d.delivery_id = u.id AND d.attempts = u.attempt AND d.status = 'claimed'
+           RETURNING d.delivery_id""",
+        [d.delivery_id for d in deliveries],
+        [d.attempts for d in deliveries],
+        retry_in_s,
+    )
+    return {row["delivery_id"] for row in rows}
+
+
 async def abandoned(conn: asyncpg.Connection, max_attempts: int) -> list[ClaimedDelivery]:
     """Deliveries whose lease expired on their last allowed attempt (their sender died
     each time), locked for the caller's transaction."""

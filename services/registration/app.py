@@ -53,12 +53,13 @@ RACE_ERRORS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
 
 
 WorkerPayload = Annotated[
-    dict[str, Any],
+    Any,
     WithJsonSchema(RequestedWorker.model_json_schema()),
 ]
-"""A worker as sent: any JSON object, documented as RequestedWorker. It is checked by
+"""A worker as sent: any JSON value, documented as RequestedWorker. It is checked by
 domain.read_worker, so that a field that does not fit (a name too long, a typo'd field
-name) is an answer with a reason code for that one request, not a 422 for the lot."""
+name, not even an object) is an answer with a reason code for that one request, not a
+422 for the lot."""
 
 IdempotencyKey = Annotated[
     str,

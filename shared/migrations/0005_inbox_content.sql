@@ -5,7 +5,7 @@ ALTER TABLE inbox
     ADD COLUMN content_hash bytea,
     ADD COLUMN origin text;
 COMMENT ON COLUMN inbox.content_hash IS
-    'sha-256 (first 16 bytes) of the event as the consumer read it, without occurred_at';
+    'sha-256 (first 16 bytes) of the event as received (canonical JSON, without occurred_at)';
 COMMENT ON COLUMN inbox.origin IS 'topic/partition/offset of the record first handled';
 
 CREATE TABLE inbox_conflicts (
@@ -16,5 +16,6 @@ CREATE TABLE inbox_conflicts (
     first_hash    bytea,
     origin        text        NOT NULL,
     content_hash  bytea       NOT NULL,
-    seen_at       timestamptz NOT NULL DEFAULT now()
+    seen_at       timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (consumer, event_id, origin)  -- a redelivered record is one conflict, not two
 );

@@ -206,6 +206,31 @@ async def test_an_event_id_reused_for_other_content_is_counted_logged_and_kept(
     assert policies == 1, "the first one stands"
 
 
+async def test_a_worker_that_is_not_an_object_is_a_rejection_of_that_request_only(
+    local_stack: LocalStack,
+) -> None:
+    odd_id, good_id = f"odd-{uuid.uuid4()}", f"ok-{uuid.uuid4()}"
+    async with httpx.AsyncClient(base_url=local_stack.config.registration_url) as client:
+        batch = await client.post(
+            "/v1/enrolments/batch",
+            json={
+                "enrolments": [
+                    {"request_id": odd_id, "worker": [1, 2]},
+                    {"request_id": good_id, "worker": worker_json()},
+                ]
+            },
+        )
+        single = await client.post(
+            "/v1/enrolments", json="Siti", headers={"Idempotency-Key": f"odd-{uuid.uuid4()}"}
+        )
+    assert batch.status_code == 200, batch.text
+    by_id = {r["request_id"]: r for r in batch.json()["results"]}
+    assert codes(by_id[odd_id]["reasons"]) == [("WORKER_INVALID", "worker")]
+    assert by_id[good_id]["outcome"] == "enrolled"
+    assert single.status_code == 422
+    assert codes(single.json()["reasons"]) == [("WORKER_INVALID", "worker")]
+
+
 async def test_what_the_fuzzer_found_is_answered_in_the_documented_shape(
     local_stack: LocalStack,
 ) -> None:

@@ -294,3 +294,60 @@ async def test_results_are_recorded_after_a_database_outage_and_nothing_is_sent_
     finally:
         await set_outage(False)
         await admin.close()
+
+
+async def test_odd_provider_answers_are_recorded_with_the_rest_of_the_chunk(
+    pool: asyncpg.Pool,
+) -> None:
+    """Fake channel answering what real providers have sent: a numeric message id, an
+    error with a NUL, an SMTP reply that was not UTF-8 (kept as surrogate escapes). None
+    of them may cost the chunk its results (and so a second send of all of it)."""
+    messages = [message("sms") for _ in range(4)]
+    await queue(pool, *messages)
+    answers = [
+        SendResult(ok=True, provider_message_id=12345),  # type: ignore[arg-type]
+        SendResult(ok=False, error="rejected \x00 by carrier", permanent=True),
+        SendResult(ok=False, error="452 \udcff\udcfe mailbox busy"),
+        SendResult(ok=True, provider_message_id="m-4"),
+    ]
+
+    async def fake_sms(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        return answers[: len(batch)]
+
+    sender = DeliverySender(pool, {"sms": fake_sms}, RetryPolicy(), chunk_sizes={"sms": 100})
+    assert await sender.send_batch() == 4
+    statuses = [(await delivery_row(pool, m.delivery_id))["status"] for m in messages]
+    assert statuses == ["sent", "failed", "retrying", "sent"]
+    errors = [(await delivery_row(pool, m.delivery_id))["last_error"] for m in messages]
+    assert errors[1] == "rejected \\x00 by carrier"
+    assert errors[2] == "452 \\udcff\\udcfe mailbox busy"
+    assert sorted(await outbox_topics(pool)) == [
+        "notification.failed.v1",
+        "notification.sent.v1",
+        "notification.sent.v1",
+    ]
+
+
+async def test_a_chunk_whose_turn_does_not_come_in_the_round_is_given_back(
+    pool: asyncpg.Pool,
+) -> None:
+    """One slot, a slow first chunk: the second never reaches the provider in this
+    round, so it is handed back at once, its attempt not counted, instead of waiting
+    out a lease."""
+    first, second = message("email"), message("email")
+    await queue(pool, first, second)
+    calls: list[uuid.UUID] = []
+
+    async def fake_slow_email(batch: Sequence[ClaimedDelivery]) -> list[SendResult]:
+        calls.extend(d.delivery_id for d in batch)
+        await asyncio.sleep(0.6)
+        return [SendResult(ok=True) for _ in batch]
+
+    sender = DeliverySender(
+        pool, {"email": fake_slow_email}, RetryPolicy(), concurrency={"email": 1}, lease_s=0.5
+    )
+    assert await sender.send_batch() == 2
+    [sent_first] = calls
+    other = second if sent_first == first.delivery_id else first
+    row = await delivery_row(pool, other.delivery_id)
+    assert (row["status"], row["attempts"], row["uncertain_sends"]) == ("queued", 0, 0)

@@ -254,3 +254,24 @@ async def test_concurrent_claims_of_the_same_id_admit_exactly_one(
             assert not pending.done(), "the second claim should wait for the first transaction"
             await tx1.commit()
             assert await asyncio.wait_for(pending, 5) == set()
+
+
+async def test_a_redelivered_conflict_is_recorded_and_reported_once(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    a = uuid.uuid4()
+    async with shared_schema_pool.acquire() as conn:
+        await inbox.claim(conn, "c", entries(a, content=b"first", origin="t/0/5"))
+        forged = entries(a, content=b"forged", origin="t/0/6")
+        _, first_time = await inbox.claim(conn, "c", forged)
+        _, redelivered = await inbox.claim(conn, "c", forged)
+        count = await conn.fetchval("SELECT count(*) FROM inbox_conflicts")
+    assert (len(first_time), redelivered, count) == (1, [], 1)
+
+
+def test_the_content_hash_is_of_what_was_received_not_of_a_model() -> None:
+    """Key order and occurred_at do not matter; a field's value does."""
+    one = b'{"event_id": "x", "occurred_at": "2026-01-01T00:00:00Z", "a": 1, "b": [1, 2]}'
+    same = b'{"b":[1,2],"a":1,"event_id":"x","occurred_at":"2026-12-01T00:00:00Z"}'
+    other = b'{"b":[1,2],"a":2,"event_id":"x"}'
+    assert inbox.event_hash(one) == inbox.event_hash(same) != inbox.event_hash(other)

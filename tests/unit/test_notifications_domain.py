@@ -23,6 +23,7 @@ from services.notifications.domain import (
     confirmation_messages,
     delivery_id,
     mask_recipient,
+    provider_text,
 )
 from services.registration.domain import mask_nik, participant_number
 from shared.events import NotificationFailed, NotificationSent
@@ -353,3 +354,28 @@ def test_confirmation_is_a_plain_value() -> None:
     first = confirmation()
     assert dataclasses.replace(first) == first
     assert isinstance(first.worker_id, uuid.UUID)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, None),
+        (12345, "12345"),
+        ("a\x00b", "a\\x00b"),
+        ("452 \udcff busy", "452 \\udcff busy"),
+        ("x" * 2000, "x" * 500),
+    ],
+)
+def test_what_a_provider_said_is_kept_as_storable_text(value: object, text: str | None) -> None:
+    assert provider_text(value) == text
+
+
+def test_a_numeric_message_id_from_a_provider_makes_a_valid_event() -> None:
+    update, event = after_send(
+        claimed(),
+        SendResult(ok=True, provider_message_id=987),
+        POLICY,
+        rng(),  # type: ignore[arg-type]
+    )
+    assert update.provider_message_id == "987"
+    assert isinstance(event, NotificationSent) and event.provider_message_id == "987"
