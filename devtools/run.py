@@ -17,7 +17,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 import infra
@@ -28,6 +31,7 @@ from devtools.stack import LocalStack, StackConfig, StackError
 
 DEMO_DATABASE = "perisai_demo"
 DEMO_TOPIC_PREFIX = "demo-"
+BILLING_TIMEZONE = "Asia/Jakarta"  # coverage bills WIB calendar months
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -76,6 +80,32 @@ def print_summary(report: RunReport, entries_total: int) -> None:
         "",
     ]
     print("\n".join(lines), flush=True)
+
+
+async def bill_this_month(coverage_url: str) -> dict[str, Any]:
+    """Run this month's billing (WIB) through coverage's API, as operations would."""
+    period = f"{datetime.now(ZoneInfo(BILLING_TIMEZONE)):%Y-%m}"
+    async with httpx.AsyncClient(base_url=coverage_url, timeout=300) as client:
+        response = await client.post("/v1/billing-runs", json={"period": period})
+        response.raise_for_status()
+        summary: dict[str, Any] = response.json()
+    return summary
+
+
+def print_billing(summary: dict[str, Any]) -> None:
+    rate = 16_800
+    billed = summary["policies_billed"]
+    lines = [
+        f"Billing run {summary['period']} (POST /v1/billing-runs)",
+        f"  policies billed        {billed:>10,}   ({summary['postings_created']:,} posted "
+        f"now, {summary['postings_existing']:,} already posted)",
+        f"  invoice total          {rupiah(summary['invoice_total']):>14}   "
+        f"({billed:,} x {rupiah(rate)} = {rupiah(billed * rate)})",
+    ]
+    for agreement in summary["agreements"]:
+        if agreement["refused"]:
+            lines.append(f"  REFUSED {agreement['agreement_code']}: {agreement['refused']}")
+    print("\n".join(lines) + "\n", flush=True)
 
 
 async def _wait_for_stop() -> None:
@@ -135,6 +165,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         delivering.finish()
         print_summary(report, len(entries))
+        print_billing(await bill_this_month(config.coverage_url))
         wrong = mismatches(entries, report.results)
         if wrong:
             print(f"{len(wrong)} outcomes differ from the cohort's expectations, e.g. {wrong[:3]}")

@@ -385,6 +385,185 @@ class NotificationFailed(Event):
     attempts: Count = Field(description="Send attempts made.")
 
 
+Period = Annotated[
+    str,
+    StringConstraints(pattern=r"^[12][0-9]{3}-(0[1-9]|1[0-2])$"),
+    Field(description="A calendar month, YYYY-MM.", examples=["2026-11"]),
+]
+AgreementCode = Annotated[
+    str,
+    Field(description="The funding agreement.", examples=["KOTA-PASURUAN-DBHCHT"]),
+]
+
+
+class CoverageRefused(Event):
+    """Coverage refused to commit money an agreement's budget cannot take: a billing
+    month (refused whole, nothing posted) or a new policy's first month (the policy stays
+    pending). Operations must act: raise the ceiling or renew the agreement."""
+
+    TOPIC: ClassVar[str] = topics.COVERAGE_REFUSED
+    KEY_FIELD: ClassVar[str] = "agreement_code"
+
+    event_type: Literal["coverage.refused"] = Field(
+        default="coverage.refused", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    agreement_code: AgreementCode
+    reason: Literal["BUDGET_EXCEEDED"] = Field(
+        description="Why: BUDGET_EXCEEDED = the postings would take the agreement's "
+        "committed total past its budget ceiling."
+    )
+    detail: str = Field(description="The refusal in words, with the figures.")
+    period: Period
+    worker_id: uuid.UUID | None = Field(
+        default=None, description="The worker whose first month was refused, if one."
+    )
+    amount: Rupiah = Field(description="What would have been committed.")
+    committed: Rupiah = Field(description="Committed against the agreement before it.")
+    budget_ceiling: Rupiah = Field(description="The agreement's ceiling.")
+
+
+class InvoiceIssued(Event):
+    """An agreement's invoice for a month was issued, or re-issued with more lines (a
+    new revision) when postings of that month arrived after it."""
+
+    TOPIC: ClassVar[str] = topics.INVOICE_ISSUED
+    KEY_FIELD: ClassVar[str] = "agreement_code"
+
+    event_type: Literal["invoice.issued"] = Field(
+        default="invoice.issued", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    invoice_id: uuid.UUID = Field(description="The invoice.")
+    agreement_code: AgreementCode
+    payer: str = Field(description="Who pays it.", examples=["Pemerintah Kota Pasuruan"])
+    period: Period
+    revision: Count = Field(description="1 when first issued; +1 each time lines are added.")
+    headcount: int = Field(ge=0, strict=True, description="Policies billed (lines).")
+    total: Rupiah = Field(description="Sum of the invoice's lines.")
+
+
+PolicyStatus = Literal["pending", "active", "lapsed", "ended"]
+
+
+class PolicyLapsed(Event):
+    """Cover stopped because the payer left a month unpaid past the agreement's grace
+    period. Nothing is billed while lapsed; paying the overdue invoice reinstates it."""
+
+    TOPIC: ClassVar[str] = topics.POLICY_LAPSED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["policy.lapsed"] = Field(
+        default="policy.lapsed", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    policy_id: uuid.UUID = Field(description="The policy.")
+    worker_id: uuid.UUID = Field(description="The insured worker.")
+    participant_number: ParticipantNumber
+    agreement_code: AgreementCode
+    lapsed_on: date = Field(description="The day cover stopped.")
+    reason: str = Field(description="Why, in words (which invoice, which month).")
+    invoice_id: uuid.UUID = Field(description="The overdue invoice.")
+
+
+class PolicyReinstated(Event):
+    """Cover resumed after the overdue invoice that lapsed it was paid."""
+
+    TOPIC: ClassVar[str] = topics.POLICY_REINSTATED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["policy.reinstated"] = Field(
+        default="policy.reinstated", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    policy_id: uuid.UUID = Field(description="The policy.")
+    worker_id: uuid.UUID = Field(description="The insured worker.")
+    participant_number: ParticipantNumber
+    agreement_code: AgreementCode
+    reinstated_on: date = Field(description="The day cover resumed.")
+    reason: str = Field(description="Why, in words (the payment that reinstated it).")
+
+
+class PolicyEnded(Event):
+    """Cover ended for good (death, moving out of the city, end of funding, an
+    administrator's decision). Nothing is billed for the months after ``coverage_end``."""
+
+    TOPIC: ClassVar[str] = topics.POLICY_ENDED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["policy.ended"] = Field(
+        default="policy.ended", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    policy_id: uuid.UUID = Field(description="The policy.")
+    worker_id: uuid.UUID = Field(description="The insured worker.")
+    participant_number: ParticipantNumber
+    agreement_code: AgreementCode | None = Field(
+        default=None, description="The agreement it ran under; null if it never started."
+    )
+    previous_status: PolicyStatus = Field(description="The status it ended from.")
+    coverage_end: date = Field(description="The last day of cover.")
+    reason: str = Field(description="Why, in words.", examples=["deceased"])
+
+
+class PremiumReversed(Event):
+    """A premium posting was reversed by a new, opposite ledger entry (the ledger is
+    never updated), e.g. because its invoice was voided."""
+
+    TOPIC: ClassVar[str] = topics.PREMIUM_REVERSED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["premium.reversed"] = Field(
+        default="premium.reversed", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    entry_id: uuid.UUID = Field(description="The reversing ledger entry.")
+    reverses: uuid.UUID = Field(description="The premium entry it reverses.")
+    policy_id: uuid.UUID = Field(description="The policy.")
+    worker_id: uuid.UUID = Field(description="The insured worker.")
+    period: Period
+    amount: Rupiah = Field(description="Amount reversed.")
+    debit_account: str = Field(description="Account debited (the BPJSTK receivable).")
+    credit_account: str = Field(description="Account credited (the payer).")
+    reason: str = Field(description="Why it was reversed.")
+
+
+class InvoicePaid(Event):
+    """The payer paid an invoice in full (the last of one or more payments)."""
+
+    TOPIC: ClassVar[str] = topics.INVOICE_PAID
+    KEY_FIELD: ClassVar[str] = "agreement_code"
+
+    event_type: Literal["invoice.paid"] = Field(
+        default="invoice.paid", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    invoice_id: uuid.UUID = Field(description="The invoice.")
+    agreement_code: AgreementCode
+    period: Period
+    total: Rupiah = Field(description="The invoice's total.")
+    paid_amount: Rupiah = Field(description="All payments recorded against it.")
+    paid_on: date = Field(description="Date of the payment that completed it.")
+    reference: str = Field(description="The payer's reference of that payment.")
+
+
+class InvoiceVoided(Event):
+    """An invoice was cancelled with a reason; each of its postings was reversed."""
+
+    TOPIC: ClassVar[str] = topics.INVOICE_VOIDED
+    KEY_FIELD: ClassVar[str] = "agreement_code"
+
+    event_type: Literal["invoice.voided"] = Field(
+        default="invoice.voided", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    invoice_id: uuid.UUID = Field(description="The invoice.")
+    agreement_code: AgreementCode
+    period: Period
+    total: Rupiah = Field(description="The amount voided (and reversed in the ledger).")
+    reason: str = Field(description="Why it was voided.")
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     EnrolmentRequested,
     WorkerEnrolled,
@@ -393,4 +572,12 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PremiumPosted,
     NotificationSent,
     NotificationFailed,
+    CoverageRefused,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceVoided,
+    PolicyLapsed,
+    PolicyReinstated,
+    PolicyEnded,
+    PremiumReversed,
 )

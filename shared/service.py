@@ -78,18 +78,16 @@ class Resources:
 
 
 @asynccontextmanager
-async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncIterator[Resources]:
-    """Check the broker (creating missing topics), open the pool, apply migrations."""
-    await ensure_topics(
-        settings.kafka_bootstrap,
-        [settings.topic_prefix + topic for topic in ALL_TOPICS],
-        wait_s=settings.startup_timeout_s,
-    )
+async def open_database(
+    spec: ServiceSpec, settings: ServiceSettings, *, max_size: int | None = None
+) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the service's schema, migrated. What a service's commands need; they
+    write events to the outbox, which the running service's relay publishes."""
     pool = await create_pool(
         settings.database_url,
         spec.name,
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
+        min_size=min(settings.db_pool_min_size, max_size or settings.db_pool_max_size),
+        max_size=max_size or settings.db_pool_max_size,
         connect_timeout=settings.startup_timeout_s,
     )
     try:
@@ -100,6 +98,20 @@ async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncI
                 raise StartupError(f"cannot migrate schema {spec.name}: {error}") from None
         if applied:
             log.info("migrations applied", applied=applied)
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncIterator[Resources]:
+    """Check the broker (creating missing topics), open the pool, apply migrations."""
+    await ensure_topics(
+        settings.kafka_bootstrap,
+        [settings.topic_prefix + topic for topic in ALL_TOPICS],
+        wait_s=settings.startup_timeout_s,
+    )
+    async with open_database(spec, settings) as pool:
         relay = OutboxRelay(
             pool,
             spec.name,
@@ -109,8 +121,6 @@ async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncI
             topic_prefix=settings.topic_prefix,
         )
         yield Resources(spec, settings, pool, relay)
-    finally:
-        await pool.close()
 
 
 def new_broker(settings: ServiceSettings, spec: ServiceSpec) -> KafkaBroker:

@@ -13,6 +13,14 @@ POLICY_ACTIVATED: Final = "policy.activated.v1"
 PREMIUM_POSTED: Final = "premium.posted.v1"
 NOTIFICATION_SENT: Final = "notification.sent.v1"
 NOTIFICATION_FAILED: Final = "notification.failed.v1"
+COVERAGE_REFUSED: Final = "coverage.refused.v1"
+INVOICE_ISSUED: Final = "invoice.issued.v1"
+INVOICE_PAID: Final = "invoice.paid.v1"
+INVOICE_VOIDED: Final = "invoice.voided.v1"
+POLICY_LAPSED: Final = "policy.lapsed.v1"
+POLICY_REINSTATED: Final = "policy.reinstated.v1"
+POLICY_ENDED: Final = "policy.ended.v1"
+PREMIUM_REVERSED: Final = "premium.reversed.v1"
 
 DEAD_LETTER_SUFFIX: Final = ".dlq"
 
@@ -30,6 +38,14 @@ EVENT_TOPICS: Final = (
     PREMIUM_POSTED,
     NOTIFICATION_SENT,
     NOTIFICATION_FAILED,
+    COVERAGE_REFUSED,
+    INVOICE_ISSUED,
+    INVOICE_PAID,
+    INVOICE_VOIDED,
+    POLICY_LAPSED,
+    POLICY_REINSTATED,
+    POLICY_ENDED,
+    PREMIUM_REVERSED,
 )
 CONSUMED_TOPICS: Final = (ENROLMENT_REQUESTED, WORKER_ENROLLED, POLICY_ACTIVATED)
 ALL_TOPICS: Final = EVENT_TOPICS + tuple(dead_letter_topic(t) for t in CONSUMED_TOPICS)

@@ -11,13 +11,21 @@ from typing import Any
 
 from services.registration.domain import FEMALE_DAY_OFFSET, mask_nik, participant_number
 from shared.events import (
+    CoverageRefused,
     EnrolmentRejected,
     EnrolmentRequested,
     Event,
+    InvoiceIssued,
+    InvoicePaid,
+    InvoiceVoided,
     NotificationFailed,
     NotificationSent,
     PolicyActivated,
+    PolicyEnded,
+    PolicyLapsed,
+    PolicyReinstated,
     PremiumPosted,
+    PremiumReversed,
     RejectionReason,
     RequestedWorker,
     WorkerEnrolled,
@@ -191,6 +199,110 @@ def notification_failed(**overrides: Any) -> NotificationFailed:
     return NotificationFailed(**values)
 
 
+def _sample(event_type: type[Event], name: str, **fields: Any) -> Callable[..., Event]:
+    def make(**overrides: Any) -> Event:
+        values: dict[str, Any] = {
+            "event_id": uid(name),
+            "occurred_at": OCCURRED_AT,
+            "correlation_id": f"{name}-1",
+            **fields,
+        }
+        values.update(overrides)
+        return event_type(**values)
+
+    return make
+
+
+CITY_CODE = "KOTA-PASURUAN-DBHCHT"
+coverage_refused = _sample(
+    CoverageRefused,
+    "coverage-refused",
+    agreement_code=CITY_CODE,
+    reason="BUDGET_EXCEEDED",
+    detail="the month's premiums would pass the ceiling",
+    period="2026-06",
+    amount=16_800,
+    committed=1_000_000,
+    budget_ceiling=1_010_000,
+)
+invoice_issued = _sample(
+    InvoiceIssued,
+    "invoice-issued",
+    invoice_id=uid("invoice"),
+    agreement_code=CITY_CODE,
+    payer="Pemerintah Kota Pasuruan",
+    period="2026-06",
+    revision=1,
+    headcount=9_038,
+    total=151_838_400,
+)
+invoice_paid = _sample(
+    InvoicePaid,
+    "invoice-paid",
+    invoice_id=uid("invoice"),
+    agreement_code=CITY_CODE,
+    period="2026-06",
+    total=151_838_400,
+    paid_amount=151_838_400,
+    paid_on=date(2026, 6, 20),
+    reference="SP2D-0001",
+)
+invoice_voided = _sample(
+    InvoiceVoided,
+    "invoice-voided",
+    invoice_id=uid("invoice"),
+    agreement_code=CITY_CODE,
+    period="2026-06",
+    total=151_838_400,
+    reason="billed in error",
+)
+policy_lapsed = _sample(
+    PolicyLapsed,
+    "policy-lapsed",
+    policy_id=uid("policy"),
+    worker_id=uid("worker"),
+    participant_number=participant_number(1),
+    agreement_code=CITY_CODE,
+    lapsed_on=date(2026, 10, 1),
+    reason="the invoice for 2026-06 is unpaid",
+    invoice_id=uid("invoice"),
+)
+policy_reinstated = _sample(
+    PolicyReinstated,
+    "policy-reinstated",
+    policy_id=uid("policy"),
+    worker_id=uid("worker"),
+    participant_number=participant_number(1),
+    agreement_code=CITY_CODE,
+    reinstated_on=date(2026, 10, 5),
+    reason="invoice settled",
+)
+policy_ended = _sample(
+    PolicyEnded,
+    "policy-ended",
+    policy_id=uid("policy"),
+    worker_id=uid("worker"),
+    participant_number=participant_number(1),
+    agreement_code=CITY_CODE,
+    previous_status="active",
+    coverage_end=date(2026, 6, 20),
+    reason="deceased",
+)
+premium_reversed = _sample(
+    PremiumReversed,
+    "premium-reversed",
+    entry_id=uid("reversal"),
+    reverses=uid("entry"),
+    policy_id=uid("policy"),
+    worker_id=uid("worker"),
+    period="2026-06",
+    amount=16_800,
+    debit_account="bpjstk:receivable",
+    credit_account=f"payer:{CITY_CODE}",
+    reason="invoice voided",
+)
+
+
 SAMPLES: dict[type[Event], Callable[..., Event]] = {
     EnrolmentRequested: enrolment_requested,
     WorkerEnrolled: worker_enrolled,
@@ -199,6 +311,14 @@ SAMPLES: dict[type[Event], Callable[..., Event]] = {
     PremiumPosted: premium_posted,
     NotificationSent: notification_sent,
     NotificationFailed: notification_failed,
+    CoverageRefused: coverage_refused,
+    InvoiceIssued: invoice_issued,
+    InvoicePaid: invoice_paid,
+    InvoiceVoided: invoice_voided,
+    PolicyLapsed: policy_lapsed,
+    PolicyReinstated: policy_reinstated,
+    PolicyEnded: policy_ended,
+    PremiumReversed: premium_reversed,
 }
 """A valid sample of every event type, keyed by its class."""
 

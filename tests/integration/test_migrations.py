@@ -195,9 +195,9 @@ async def _coverage_with_policy(conn: asyncpg.Connection) -> tuple[uuid.UUID, uu
     await conn.execute(
         """INSERT INTO policies (policy_id, worker_id, participant_number, agreement_code,
                                  status, coverage_start, declared_income, kecamatan_code,
-                                 occupation)
+                                 occupation, payer)
            VALUES ($1, $2, '00000000018', 'KOTA-PASURUAN-DBHCHT', 'active', '2026-01-05',
-                   1000000, '35.75.01', 'pedagang')""",
+                   1000000, '35.75.01', 'pedagang', 'Pemerintah Kota Pasuruan')""",
         policy_id,
         worker_id,
     )

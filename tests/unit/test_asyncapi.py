@@ -21,7 +21,18 @@ EXPECTED_TOPICS = {
     ),
     "coverage": (
         {topics.WORKER_ENROLLED},
-        {topics.POLICY_ACTIVATED, topics.PREMIUM_POSTED},
+        {
+            topics.POLICY_ACTIVATED,
+            topics.PREMIUM_POSTED,
+            topics.PREMIUM_REVERSED,
+            topics.COVERAGE_REFUSED,
+            topics.INVOICE_ISSUED,
+            topics.INVOICE_PAID,
+            topics.INVOICE_VOIDED,
+            topics.POLICY_LAPSED,
+            topics.POLICY_REINSTATED,
+            topics.POLICY_ENDED,
+        },
     ),
     "notifications": (
         {topics.WORKER_ENROLLED, topics.POLICY_ACTIVATED},

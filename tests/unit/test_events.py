@@ -95,7 +95,7 @@ class TestEveryEvent:
 
     def test_kafka_key_is_the_key_field(self, event_type: type[Event]) -> None:
         event = sample(event_type)
-        assert event_type.KEY_FIELD in {"worker_id", "request_id"}
+        assert event_type.KEY_FIELD in {"worker_id", "request_id", "agreement_code"}
         assert event.kafka_key() == str(getattr(event, event_type.KEY_FIELD)).encode()
 
     def test_kafka_headers(self, event_type: type[Event]) -> None:
@@ -118,11 +118,13 @@ class TestEveryEvent:
             event_type.model_validate(data)
 
 
-def test_worker_events_key_on_the_worker_and_requests_on_the_request() -> None:
+def test_worker_events_key_on_the_worker_requests_on_the_request_money_on_the_agreement() -> None:
     for event_type in EVENT_TYPES:
         event = sample(event_type)
         if event_type.KEY_FIELD == "worker_id":
             assert event.kafka_key() == str(uid("worker")).encode()
+        elif event_type.KEY_FIELD == "agreement_code":
+            assert event.kafka_key() == b"KOTA-PASURUAN-DBHCHT"
         else:
             assert event.kafka_key() == event.request_id.encode()  # type: ignore[attr-defined]
 

@@ -1,0 +1,63 @@
+"""What the coverage service does by the calendar: each day, start pending policies
+whose agreement came into force and lapse or reinstate on arrears; from the billing day
+of each month (WIB), bill the month once. Safe with any number of instances: the
+billing run takes its month's database lock, and a month with a recorded run is not
+run again by the schedule."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import date
+
+import asyncpg
+import structlog
+
+from services.coverage import billing, domain, policies
+from shared import db
+from shared.failures import Failure, classify
+from shared.outbox import enqueue_events
+
+log = structlog.get_logger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        today: Callable[[], date],
+        billing_day: int,
+        interval_s: float,
+    ) -> None:
+        self.pool = pool
+        self.today = today
+        self.billing_day = billing_day
+        self.interval_s = interval_s
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick(self.today())
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                level = "warning" if classify(error) is Failure.UNAVAILABLE else "error"
+                getattr(log, level)("scheduled work failed; retrying next round", error=repr(error))
+            await asyncio.sleep(self.interval_s)
+
+    async def tick(self, today: date) -> billing.BillingSummary | None:
+        """One round; returns the billing run's summary if this round ran one."""
+        async with db.transaction(self.pool) as conn:
+            events = await policies.daily_sweep(conn, today)
+            await enqueue_events(conn, events)
+        if events:
+            log.info("daily sweep", events=len(events))
+        if today.day < self.billing_day:
+            return None
+        try:
+            return await billing.run(
+                self.pool, domain.month_of(today), trigger="schedule", unless_billed=True
+            )
+        except (billing.BillingInProgress, billing.AlreadyBilled):
+            return None

@@ -1,0 +1,246 @@
+"""The monthly billing run on a real PostgreSQL schema: exactly once per (policy, month),
+invoices that add up, and a budget ceiling that is never crossed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+
+import asyncpg
+import pytest
+
+from services.coverage import billing, domain
+from services.coverage.app import SPEC
+from shared.events import CoverageRefused, InvoiceIssued, PremiumPosted
+from tests.conftest import ServicePool
+from tests.integration.coverage_helpers import (
+    CITY,
+    assert_ledger_holds,
+    enrol,
+    outbox_counts,
+    set_ceiling,
+)
+
+pytestmark = pytest.mark.integration
+
+COVERED_APRIL_2025 = 9_038
+MINIMUM_PACKAGE = 16_800
+MAY, JUNE, JULY = date(2026, 5, 1), date(2026, 6, 1), date(2026, 7, 1)
+
+
+@pytest.fixture
+async def pool(service_pool: ServicePool) -> AsyncIterator[asyncpg.Pool]:
+    pool = await service_pool(SPEC, max_size=6)
+    yield pool
+    await assert_ledger_holds(pool)
+
+
+async def test_sql_uuid_v3_is_pythons_uuid3(pool: asyncpg.Pool) -> None:
+    names = ["", "premium:x:2026-06", "kelurahan Tapa'an", "ü" * 40, "a:b:c" * 50]
+    for name in names:
+        ours = await pool.fetchval("SELECT uuid_v3($1, $2)", domain.POLICY_NAMESPACE, name)
+        assert ours == uuid.uuid3(domain.POLICY_NAMESPACE, name), name
+
+
+async def test_the_cohort_gives_an_invoice_of_exactly_151_838_400_once(
+    pool: asyncpg.Pool,
+) -> None:
+    await enrol(pool, COVERED_APRIL_2025, date(2026, 5, 10))
+    before = await outbox_counts(pool)
+
+    first = await billing.run(pool, JUNE, trigger="command", chunk=2_000)
+    again = await billing.run(pool, JUNE, trigger="command", chunk=2_000)
+
+    assert first.policies_billed == COVERED_APRIL_2025
+    assert first.postings_created == COVERED_APRIL_2025
+    assert first.amount_created == first.invoice_total == 151_838_400
+    assert again.postings_created == 0
+    assert again.postings_existing == COVERED_APRIL_2025
+    assert again.invoice_total == 151_838_400
+    assert (
+        await pool.fetchval("SELECT count(*) FROM premium_ledger WHERE period = $1", JUNE)
+        == COVERED_APRIL_2025
+    )
+    invoice = await pool.fetchrow("SELECT * FROM invoices WHERE period = $1", JUNE)
+    assert (invoice["headcount"], invoice["total"], invoice["revision"]) == (
+        COVERED_APRIL_2025,
+        151_838_400,
+        1,
+    )
+    assert (
+        await pool.fetchval(
+            "SELECT sum(amount) FROM invoice_lines WHERE invoice_id = $1", invoice["invoice_id"]
+        )
+        == 151_838_400
+    )
+    after = await outbox_counts(pool)
+    assert after[PremiumPosted.TOPIC] - before[PremiumPosted.TOPIC] == COVERED_APRIL_2025
+    assert after[InvoiceIssued.TOPIC] == 1
+    committed = await pool.fetchval(
+        "SELECT committed FROM funding_agreements WHERE code = $1", CITY
+    )
+    assert committed == 2 * 151_838_400  # May (posted at activation) and June
+
+
+async def test_events_built_in_sql_are_the_contracts_premium_posted(pool: asyncpg.Pool) -> None:
+    workers = await enrol(pool, 3, date(2026, 5, 10))
+    await billing.run(pool, JUNE, trigger="api")
+    rows = await pool.fetch(
+        "SELECT event_id, key, value, headers FROM outbox WHERE topic = $1 ORDER BY id",
+        PremiumPosted.TOPIC,
+    )
+    june = [PremiumPosted.model_validate_json(r["value"]) for r in rows]
+    june = [e for e in june if e.period == "2026-06"]
+    assert sorted(e.worker_id for e in june) == sorted(w.worker_id for w in workers)
+    for event in june:
+        assert event.entry_id == domain.billing_entry_id(event.policy_id, JUNE)
+        assert event.event_id == domain.billing_event_id(event.entry_id)
+        assert (event.jkk_amount, event.jkm_amount, event.amount) == (10_000, 6_800, 16_800)
+        assert event.debit_account == f"payer:{CITY}"
+        assert event.correlation_id.startswith("billing-run:")
+    row = next(r for r in rows if PremiumPosted.model_validate_json(r["value"]).period == "2026-06")
+    assert row["key"] == str(PremiumPosted.model_validate_json(row["value"]).worker_id).encode()
+
+
+async def test_a_policy_is_billed_from_the_month_cover_starts_until_the_month_it_ends(
+    pool: asyncpg.Pool,
+) -> None:
+    await enrol(pool, 2, date(2026, 5, 10))
+    later = await enrol(pool, 1, date(2026, 7, 20), first=100)
+    ended = await pool.fetchrow(
+        "SELECT policy_id FROM policies WHERE coverage_start < $1 ORDER BY policy_id LIMIT 1",
+        JUNE,
+    )
+    await pool.execute(
+        "UPDATE policies SET status = 'ended', coverage_end = '2026-06-03' WHERE policy_id = $1",
+        ended["policy_id"],
+    )
+
+    june = await billing.run(pool, JUNE, trigger="command")
+    july = await billing.run(pool, JULY, trigger="command")
+
+    assert june.policies_billed == 2  # the later worker's cover starts in July
+    assert july.policies_billed == 2  # the ended policy is not billed after June
+    assert july.postings_existing == 1  # the July joiner's first month, from activation
+    assert later[0].worker_id in {
+        r["worker_id"]
+        for r in await pool.fetch("SELECT worker_id FROM premium_ledger WHERE period = $1", JULY)
+    }
+
+
+async def test_a_run_stopped_midway_leaves_nothing_and_the_next_run_posts_each_month_once(
+    pool: asyncpg.Pool,
+) -> None:
+    await enrol(pool, 3_000, date(2026, 5, 10))
+    chunks = 0
+
+    def stop_after_two_chunks(progress: billing.Progress) -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 2:
+            raise KeyboardInterrupt  # as a Ctrl-C would, between two statements
+
+    with pytest.raises(KeyboardInterrupt):
+        await billing.run(
+            pool, JUNE, trigger="command", chunk=1_000, progress=stop_after_two_chunks
+        )
+    assert await pool.fetchval("SELECT count(*) FROM premium_ledger WHERE period = $1", JUNE) == 0
+    assert await pool.fetchval("SELECT count(*) FROM invoices") == 0
+
+    summary = await billing.run(pool, JUNE, trigger="command", chunk=1_000)
+
+    assert summary.postings_created == 3_000
+    assert (
+        await pool.fetchval(
+            "SELECT count(DISTINCT policy_id) FROM premium_ledger WHERE period = $1", JUNE
+        )
+        == 3_000
+    )
+
+
+async def test_a_month_the_budget_cannot_take_is_refused_whole(pool: asyncpg.Pool) -> None:
+    await enrol(pool, 100, date(2026, 5, 10))
+    await set_ceiling(pool, 100 * MINIMUM_PACKAGE * 2 - 1)  # May is posted; June is Rp 1 short
+
+    summary = await billing.run(pool, JUNE, trigger="command")
+
+    assert summary.refused == 1
+    assert summary.postings_created == 0
+    assert await pool.fetchval("SELECT count(*) FROM premium_ledger WHERE period = $1", JUNE) == 0
+    assert await pool.fetchval("SELECT count(*) FROM invoices WHERE period = $1", JUNE) == 0
+    refused = [
+        CoverageRefused.model_validate_json(r["value"])
+        for r in await pool.fetch(
+            "SELECT value FROM outbox WHERE topic = $1", CoverageRefused.TOPIC
+        )
+    ]
+    assert [(r.period, r.amount, r.committed) for r in refused] == [
+        ("2026-06", 100 * MINIMUM_PACKAGE, 100 * MINIMUM_PACKAGE)
+    ]
+    assert "past its budget ceiling" in refused[0].detail
+
+    await set_ceiling(pool, 100 * MINIMUM_PACKAGE * 2)
+    assert (await billing.run(pool, JUNE, trigger="command")).postings_created == 100
+
+
+async def test_two_runs_at_once_never_exceed_the_budget(pool: asyncpg.Pool) -> None:
+    await enrol(pool, 500, date(2026, 5, 10))
+    ceiling = 500 * MINIMUM_PACKAGE * 2  # May and one more month
+    await set_ceiling(pool, ceiling)
+
+    results = await asyncio.gather(
+        billing.run(pool, JUNE, trigger="command", chunk=100),
+        billing.run(pool, JULY, trigger="api", chunk=100),
+        return_exceptions=True,
+    )
+
+    assert sorted(r.refused for r in results if isinstance(r, billing.BillingSummary)) == [0, 1]
+    committed = await pool.fetchval(
+        "SELECT committed FROM funding_agreements WHERE code = $1", CITY
+    )
+    posted = await pool.fetchval("SELECT sum(amount) FROM premium_ledger")
+    assert committed == posted == ceiling
+
+
+async def test_the_same_month_is_never_billed_by_two_runs_at_once(pool: asyncpg.Pool) -> None:
+    await enrol(pool, 2_000, date(2026, 5, 10))
+
+    results = await asyncio.gather(
+        *(billing.run(pool, JUNE, trigger="command", chunk=200) for _ in range(3)),
+        return_exceptions=True,
+    )
+
+    done = [r for r in results if isinstance(r, billing.BillingSummary)]
+    busy = [r for r in results if isinstance(r, billing.BillingInProgress)]
+    assert len(done) + len(busy) == 3 and done
+    assert sum(r.postings_created for r in done) == 2_000
+    assert (
+        await pool.fetchval("SELECT count(*) FROM premium_ledger WHERE period = $1", JUNE) == 2_000
+    )
+
+
+async def test_a_first_month_the_budget_cannot_take_leaves_the_policy_pending(
+    pool: asyncpg.Pool,
+) -> None:
+    await set_ceiling(pool, 2 * MINIMUM_PACKAGE)
+
+    workers = await enrol(pool, 3, date(2026, 5, 10))
+
+    rows = await pool.fetch("SELECT worker_id, status, status_reason FROM policies")
+    statuses = {r["worker_id"]: (r["status"], r["status_reason"]) for r in rows}
+    ordered = sorted(w.worker_id for w in workers)
+    assert [statuses[w] for w in ordered] == [
+        ("active", None),
+        ("active", None),
+        ("pending", "BUDGET_EXCEEDED"),
+    ]
+    refused = await pool.fetch("SELECT value FROM outbox WHERE topic = $1", CoverageRefused.TOPIC)
+    assert [CoverageRefused.model_validate_json(r["value"]).worker_id for r in refused] == [
+        ordered[2]
+    ]
+    assert (
+        await pool.fetchval("SELECT committed FROM funding_agreements WHERE code = $1", CITY)
+        == 2 * MINIMUM_PACKAGE
+    )
