@@ -89,7 +89,9 @@ async def bill_this_month(coverage_url: str) -> dict[str, Any]:
         response = await client.post("/v1/billing-runs", json={"period": period})
         response.raise_for_status()
         summary: dict[str, Any] = response.json()
-    return summary
+        check = await client.get("/v1/ledger/check")
+        check.raise_for_status()
+    return {**summary, "ledger": check.json()}
 
 
 def print_billing(summary: dict[str, Any]) -> None:
@@ -102,6 +104,12 @@ def print_billing(summary: dict[str, Any]) -> None:
         f"  invoice total          {rupiah(summary['invoice_total']):>14}   "
         f"({billed:,} x {rupiah(rate)} = {rupiah(billed * rate)})",
     ]
+    ledger = summary["ledger"]
+    verdict = "ok" if ledger["ok"] else "VIOLATED: " + ", ".join(ledger["violations"])
+    lines.append(
+        f"  ledger check           {verdict}   ({len(ledger['checked']['invariants'])} "
+        f"invariants over {ledger['checked']['entries']:,} entries)"
+    )
     for agreement in summary["agreements"]:
         if agreement["refused"]:
             lines.append(f"  REFUSED {agreement['agreement_code']}: {agreement['refused']}")
@@ -165,7 +173,10 @@ async def run(args: argparse.Namespace) -> int:
         )
         delivering.finish()
         print_summary(report, len(entries))
-        print_billing(await bill_this_month(config.coverage_url))
+        billed = await bill_this_month(config.coverage_url)
+        print_billing(billed)
+        if not billed["ledger"]["ok"]:
+            return 1
         wrong = mismatches(entries, report.results)
         if wrong:
             print(f"{len(wrong)} outcomes differ from the cohort's expectations, e.g. {wrong[:3]}")

@@ -248,6 +248,7 @@ class LocalStack:
         urls = {
             "registration": f"{c.registration_url}/v1/summary",
             "coverage": f"{c.coverage_url}/v1/summary",
+            "coverage_ledger": f"{c.coverage_url}/v1/ledger/check",
             "notifications": f"{c.notifications_url}/v1/summary",
             "sms_gateway": f"{c.sms_url}/v1/stats",
             "smtp_server": f"{c.smtp_http_url}/v1/stats",

@@ -1,12 +1,14 @@
 """What the coverage service does by the calendar: each day, start pending policies
 whose agreement came into force and lapse or reinstate on arrears; from the billing day
-of each month (WIB), bill the month once. Safe with any number of instances: the
-billing run takes its month's database lock, and a month with a recorded run is not
-run again by the schedule."""
+of each month (WIB), bill the month once, and run the month before again so that the
+first months posted after its run (late enrolments) join its invoice. Safe with any
+number of instances: the billing run takes its month's database lock, and a month with
+a recorded run is not run again by the schedule."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from datetime import date
 
@@ -55,9 +57,13 @@ class Scheduler:
             log.info("daily sweep", events=len(events))
         if today.day < self.billing_day:
             return None
+        month = domain.month_of(today)
         try:
-            return await billing.run(
-                self.pool, domain.month_of(today), trigger="schedule", unless_billed=True
-            )
+            summary = await billing.run(self.pool, month, trigger="schedule", unless_billed=True)
         except (billing.BillingInProgress, billing.AlreadyBilled):
             return None
+        # Close the month before: first months posted after its run (late enrolments)
+        # join its invoice as a new revision.
+        with contextlib.suppress(billing.BillingInProgress):
+            await billing.run(self.pool, domain.add_months(month, -1), trigger="schedule")
+        return summary

@@ -882,6 +882,12 @@ LEDGER_CHECKS: dict[str, str] = {
             SELECT amount AS debit, 0 AS credit FROM premium_ledger
             UNION ALL SELECT 0, amount FROM premium_ledger) AS sides
         HAVING sum(debit) <> sum(credit)""",
+    "entry_accounts_wrong": """
+        SELECT entry_id, entry_type, debit_account, credit_account FROM premium_ledger
+        WHERE NOT ((entry_type = 'premium' AND debit_account LIKE 'payer:%'
+                    AND credit_account = 'bpjstk:receivable')
+                OR (entry_type = 'reversal' AND debit_account = 'bpjstk:receivable'
+                    AND credit_account LIKE 'payer:%'))""",
     "entry_amount_not_its_parts": """
         SELECT entry_id, amount, jkk_amount, jkm_amount FROM premium_ledger
         WHERE amount <> jkk_amount + jkm_amount OR amount < 0

@@ -65,7 +65,9 @@ async def fresh_stack(stack: None, tmp_path: Path) -> AsyncIterator[LocalStack]:
 
 def assert_every_count_exact(summary: dict[str, Any], workers: int, emails: int) -> None:
     """Every enrolled worker has one active policy, one premium, one SMS and (when they
-    gave an address) one email, and neither stand-in received anything twice."""
+    gave an address) one email, neither stand-in received anything twice, and every
+    ledger invariant holds."""
+    assert summary["coverage_ledger"]["ok"] is True, summary["coverage_ledger"]["violations"]
     assert summary["registration"]["enrolled"] == workers
     assert summary["coverage"]["policies"] == {"active": workers}
     assert summary["coverage"]["premium_total"] == workers * 16_800

@@ -321,4 +321,19 @@ async def test_the_schedule_bills_each_month_once_from_its_billing_day(
     runs = [r for r in (first, second, later) if r is not None]
     assert len(runs) == 1 and runs[0].postings_created == 50
     assert runs[0].trigger == "schedule"
-    assert await pool.fetchval("SELECT count(*) FROM billing_runs") == 1
+    assert await pool.fetchval("SELECT count(*) FROM billing_runs WHERE period = $1", JUNE) == 1
+
+
+async def test_the_schedule_closes_the_month_before_with_its_late_first_months(
+    pool: asyncpg.Pool,
+) -> None:
+    await enrol(pool, 10, date(2026, 5, 10))
+    scheduler = Scheduler(pool, today=lambda: MAY, billing_day=1, interval_s=3600)
+    assert (await scheduler.tick(date(2026, 5, 12))) is not None  # May's own run
+    await enrol(pool, 4, date(2026, 5, 25), first=100)  # first months posted after it
+
+    june = await scheduler.tick(date(2026, 6, 1))
+
+    assert june is not None and june.postings_created == 14
+    may = await pool.fetchrow("SELECT headcount, revision FROM invoices WHERE period = $1", MAY)
+    assert (may["headcount"], may["revision"]) == (14, 2)

@@ -5,6 +5,7 @@ the real broker are proven in tests/integration/test_consumer_redelivery.py.)"""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import cast
 
 import asyncpg
@@ -19,13 +20,16 @@ from shared.service import Resources
 from shared.topics import WORKER_ENROLLED
 from tests.conftest import ServicePool
 from tests.factories import worker_enrolled
+from tests.integration.coverage_helpers import assert_ledger_holds
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def coverage_pool(service_pool: ServicePool) -> asyncpg.Pool:
-    return await service_pool(SPEC, max_size=3)
+async def coverage_pool(service_pool: ServicePool) -> AsyncIterator[asyncpg.Pool]:
+    pool = await service_pool(SPEC, max_size=3)
+    yield pool
+    await assert_ledger_holds(pool)
 
 
 def resources(pool: asyncpg.Pool, prefix: str) -> Resources:
