@@ -282,13 +282,9 @@ def agreement_tariff(agreement: Agreement, period: date) -> Tariff:
     return tariff
 
 
-def billing_entry_id(policy_id: uuid.UUID, period: date) -> uuid.UUID:
-    """The id the billing run gives a month's premium posting (computed in SQL as
-    ``uuid_v3``; this is the same function, for tests and tools)."""
-    return uuid.uuid3(POLICY_NAMESPACE, f"premium:{policy_id}:{period:%Y-%m}")
-
-
 def billing_event_id(entry_id: uuid.UUID) -> uuid.UUID:
+    """The id of the PremiumPosted event of a posting the billing run made (computed in
+    SQL as ``uuid_v3``; this is the same function, for tests and tools)."""
     return uuid.uuid3(EVENT_ID_NAMESPACE, f"premium.posted:{entry_id}")
 
 

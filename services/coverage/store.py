@@ -13,7 +13,6 @@ import asyncpg
 
 from services.coverage.domain import (
     BPJSTK_RECEIVABLE_ACCOUNT,
-    POLICY_NAMESPACE,
     Agreement,
     Budget,
     LedgerEntry,
@@ -234,28 +233,31 @@ async def bill_chunk(
                INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
                                            jkk_amount, jkm_amount, amount, tariff_code,
                                            debit_account, credit_account)
-               SELECT uuid_v3($8, 'premium:' || d.policy_id || ':' || $9), d.policy_id,
-                      d.worker_id, $2, 'premium', d.jkk, $10::bigint, d.jkk + $10::bigint,
-                      $11, $12, $13
+               SELECT gen_random_uuid(), d.policy_id, d.worker_id, $2, 'premium', d.jkk,
+                      $9::bigint, d.jkk + $9::bigint, $10, $11, $12
                FROM due d
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM premium_ledger l
+                   WHERE l.policy_id = d.policy_id AND l.period = $2
+                     AND l.entry_type = 'premium')
                ON CONFLICT (policy_id, period) WHERE entry_type = 'premium' DO NOTHING
                RETURNING entry_id, policy_id, worker_id, jkk_amount, jkm_amount, amount
            ), events AS (
                INSERT INTO outbox (event_id, topic, key, value, headers)
-               SELECT e.event_id, $14, convert_to(x.worker_id::text, 'UTF8'),
-                      convert_to(jsonb_build_object(
-                          'event_id', e.event_id, 'occurred_at', $15::text,
-                          'correlation_id', $16::text, 'causation_id', NULL,
+               SELECT e.event_id, $13, convert_to(x.worker_id::text, 'UTF8'),
+                      convert_to(json_build_object(
+                          'event_id', e.event_id, 'occurred_at', $14::text,
+                          'correlation_id', $15::text, 'causation_id', NULL,
                           'event_type', 'premium.posted', 'schema_version', 1,
                           'entry_id', x.entry_id, 'policy_id', x.policy_id,
-                          'worker_id', x.worker_id, 'period', $9::text,
+                          'worker_id', x.worker_id, 'period', $8::text,
                           'jkk_amount', x.jkk_amount, 'jkm_amount', x.jkm_amount,
-                          'amount', x.amount, 'debit_account', $12::text,
-                          'credit_account', $13::text)::text, 'UTF8'),
-                      $17::jsonb
+                          'amount', x.amount, 'debit_account', $11::text,
+                          'credit_account', $12::text)::text, 'UTF8'),
+                      $16::jsonb
                FROM posted x
                CROSS JOIN LATERAL (
-                   SELECT uuid_v3($18, 'premium.posted:' || x.entry_id) AS event_id) e
+                   SELECT uuid_v3($17, 'premium.posted:' || x.entry_id) AS event_id) e
            )
            SELECT (SELECT policy_id FROM due ORDER BY policy_id DESC LIMIT 1) AS last,
                   (SELECT count(*) FROM due) AS billable,
@@ -268,7 +270,6 @@ async def bill_chunk(
         tariff.jkk_basis_points,
         after,
         limit,
-        POLICY_NAMESPACE,
         f"{period:%Y-%m}",
         tariff.jkm_monthly,
         tariff.code,
@@ -596,7 +597,7 @@ async def reverse_entries(
                                            entry_type, jkk_amount, jkm_amount, amount,
                                            tariff_code, debit_account, credit_account,
                                            reverses)
-               SELECT uuid_v3(${offset + 1}, 'reversal:' || l.entry_id), l.policy_id,
+               SELECT gen_random_uuid(), l.policy_id,
                       l.worker_id, l.period, 'reversal', l.jkk_amount, l.jkm_amount,
                       l.amount, l.tariff_code, l.credit_account, l.debit_account, l.entry_id
                FROM premium_ledger l
@@ -607,28 +608,27 @@ async def reverse_entries(
                          debit_account, credit_account
            ), events AS (
                INSERT INTO outbox (event_id, topic, key, value, headers)
-               SELECT e.event_id, ${offset + 2}, convert_to(r.worker_id::text, 'UTF8'),
-                      convert_to(jsonb_build_object(
-                          'event_id', e.event_id, 'occurred_at', ${offset + 3}::text,
-                          'correlation_id', ${offset + 4}::text, 'causation_id', NULL,
+               SELECT e.event_id, ${offset + 1}, convert_to(r.worker_id::text, 'UTF8'),
+                      convert_to(json_build_object(
+                          'event_id', e.event_id, 'occurred_at', ${offset + 2}::text,
+                          'correlation_id', ${offset + 3}::text, 'causation_id', NULL,
                           'event_type', 'premium.reversed', 'schema_version', 1,
                           'entry_id', r.entry_id, 'reverses', r.reverses,
                           'policy_id', r.policy_id, 'worker_id', r.worker_id,
                           'period', to_char(r.period, 'YYYY-MM'), 'amount', r.amount,
                           'debit_account', r.debit_account,
                           'credit_account', r.credit_account,
-                          'reason', ${offset + 5}::text)::text, 'UTF8'),
-                      ${offset + 6}::jsonb
+                          'reason', ${offset + 4}::text)::text, 'UTF8'),
+                      ${offset + 5}::jsonb
                FROM reversed r
                CROSS JOIN LATERAL (
-                   SELECT uuid_v3(${offset + 7}, 'premium.reversed:' || r.entry_id)
+                   SELECT uuid_v3(${offset + 6}, 'premium.reversed:' || r.entry_id)
                           AS event_id) e
            )
            SELECT substr(credit_account, length('payer:') + 1) AS agreement_code,
                   sum(amount)::bigint AS amount
            FROM reversed GROUP BY credit_account""",
         *params,
-        POLICY_NAMESPACE,
         PremiumReversed.TOPIC,
         occurred_at,
         correlation_id,
@@ -918,9 +918,10 @@ LEDGER_CHECKS: dict[str, str] = {
         HAVING i.total <> coalesce(sum(l.amount), 0) OR i.headcount <> count(l.entry_id)""",
     "invoice_line_not_a_posting_of_its_month": """
         SELECT l.entry_id, l.invoice_id FROM invoice_lines l
-        JOIN invoices i USING (invoice_id)
-        JOIN premium_ledger e ON e.entry_id = l.entry_id
-        WHERE e.entry_type <> 'premium' OR e.period <> i.period OR e.amount <> l.amount
+        LEFT JOIN invoices i USING (invoice_id)
+        LEFT JOIN premium_ledger e ON e.entry_id = l.entry_id
+        WHERE i.invoice_id IS NULL OR e.entry_id IS NULL
+           OR e.entry_type <> 'premium' OR e.period <> i.period OR e.amount <> l.amount
            OR e.debit_account <> 'payer:' || i.agreement_code
            OR e.policy_id <> l.policy_id""",
     "void_invoice_not_reversed": """

@@ -10,11 +10,14 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import asyncpg
 import pytest
 
+from services.coverage import domain as coverage_domain
+from services.coverage import store as coverage_store
 from services.coverage.app import SPEC as COVERAGE
 from services.notifications.app import SPEC as NOTIFICATIONS
 from services.registration import store
@@ -154,3 +157,57 @@ async def test_no_service_stores_char_n_columns(service_pool: ServicePool) -> No
             spec.name,
         )
         assert [tuple(r) for r in rows] == [], f"{spec.name} has char(n) columns"
+
+
+async def test_coverage_billing_uses_indexes_on_200k_policies(service_pool: ServicePool) -> None:
+    """A chunk of the billing run, a worker's activation lookup and the month's invoice
+    must not scan every policy or ledger entry (the run's chunks would each cost the
+    whole table)."""
+    pool = await service_pool(COVERAGE)
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO policies (policy_id, worker_id, participant_number, agreement_code,
+                                     status, coverage_start, declared_income, kecamatan_code,
+                                     occupation, payer)
+               SELECT gen_random_uuid(), gen_random_uuid(), lpad(n::text, 11, '0'),
+                      'KOTA-PASURUAN-DBHCHT', 'active', DATE '2026-05-10', 1000000,
+                      '35.75.01', 'pedagang', 'Pemerintah Kota Pasuruan'
+               FROM generate_series(1, $1) AS n""",
+            ROWS,
+        )
+        await conn.execute(
+            """INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
+                                           jkk_amount, jkm_amount, amount, tariff_code,
+                                           debit_account, credit_account)
+               SELECT gen_random_uuid(), policy_id, worker_id, DATE '2026-05-01', 'premium',
+                      10000, 6800, 16800, 'CITY-MINIMUM-PACKAGE',
+                      'payer:KOTA-PASURUAN-DBHCHT', 'bpjstk:receivable'
+               FROM policies"""
+        )
+        await conn.execute("ANALYZE policies; ANALYZE premium_ledger")
+        [city] = await coverage_store.agreements(conn)
+        june = date(2026, 6, 1)
+        tariff = coverage_domain.agreement_tariff(city, june)
+        middle = await conn.fetchval(
+            "SELECT policy_id FROM policies ORDER BY policy_id OFFSET 1000"
+        )
+        workers = [
+            r["worker_id"] for r in await conn.fetch("SELECT worker_id FROM policies LIMIT 50")
+        ]
+        big = {"policies", "premium_ledger"}
+
+        async def chunk(c: Any) -> None:
+            await coverage_store.bill_chunk(
+                c,
+                city,
+                june,
+                tariff,
+                after=middle,
+                limit=1_000,
+                correlation_id="plan",
+                occurred_at="2026-06-01T00:00:00Z",
+            )
+
+        assert await sequential_scans(conn, chunk, big) == []
+        lookup = lambda c: coverage_store.workers_with_policies(c, workers)  # noqa: E731
+        assert await sequential_scans(conn, lookup, big) == []

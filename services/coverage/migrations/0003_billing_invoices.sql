@@ -38,14 +38,19 @@ CREATE INDEX policies_payer_billable ON policies (payer, policy_id)
     WHERE status IN ('active', 'ended');
 
 -- Name-based UUID (RFC 4122 version 3, MD5) as Python's uuid.uuid3 computes it: the
--- set-based billing run derives its entry and event ids in SQL, deterministically.
+-- set-based billing run derives its event ids in SQL, deterministically. One expression
+-- (no FROM), so the planner inlines it: about 12 us a call, against 25 us for a version
+-- computing the digest once in a subquery, which cannot be inlined.
 CREATE FUNCTION uuid_v3(namespace uuid, name text) RETURNS uuid
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT (substr(h, 1, 12) || '3' || substr(h, 14, 3)
-            || to_hex((('x' || substr(h, 17, 1))::bit(4)::int & 3) | 8)
-            || substr(h, 18))::uuid
-    FROM (SELECT md5(decode(replace(namespace::text, '-', ''), 'hex')
-                     || convert_to(name, 'UTF8')) AS h) AS digest
+    SELECT overlay(
+               overlay(md5(uuid_send(namespace) || convert_to(name, 'UTF8')) placing '3' from 13)
+               placing substr('89ab89ab89ab89ab',
+                              strpos('0123456789abcdef',
+                                     substr(md5(uuid_send(namespace) || convert_to(name, 'UTF8')),
+                                            17, 1)),
+                              1)
+               from 17)::uuid
 $$;
 
 -- One invoice per agreement and month. Its total is the sum of its lines; a line is one
@@ -69,9 +74,13 @@ CREATE TABLE invoices (
 );
 CREATE INDEX invoices_period ON invoices (period);
 
+-- No foreign keys here: a billing run writes a line per policy (a million for a
+-- province) and a key check per row would cost it more than the lines themselves. The
+-- ledger is append-only and never loses an entry, and `ledger check` verifies that
+-- every line is a posting of its invoice's month.
 CREATE TABLE invoice_lines (
-    entry_id        uuid        PRIMARY KEY REFERENCES premium_ledger (entry_id),
-    invoice_id      uuid        NOT NULL REFERENCES invoices (invoice_id),
+    entry_id        uuid        PRIMARY KEY,
+    invoice_id      uuid        NOT NULL,
     policy_id       uuid        NOT NULL,
     amount          bigint      NOT NULL,
     kecamatan_code  text        NOT NULL,
