@@ -190,6 +190,7 @@ async def _post_and_invoice(
     chunk: int,
     progress: Callable[[Progress], None] | None,
 ) -> AgreementBilling:
+    await store.size_work_memory(conn)
     budget = (await store.lock_budgets(conn, [agreement.code]))[agreement.code]
     try:
         tariff = domain.agreement_tariff(agreement, period)

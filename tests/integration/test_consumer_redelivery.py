@@ -108,7 +108,9 @@ class Env:
         return self.topic_prefix + topics.WORKER_ENROLLED
 
     @contextlib.asynccontextmanager
-    async def coverage(self, crash_at: str | None = None) -> AsyncIterator[Service]:
+    async def coverage(
+        self, crash_at: str | None = None, *, schedule: bool = False
+    ) -> AsyncIterator[Service]:
         """Run the coverage service; stop it on the way out (its output is printed if the
         block failed, so pytest shows it)."""
         self.runs += 1
@@ -119,6 +121,11 @@ class Env:
             "PERISAI_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "PERISAI_HTTP_PORT": str(free_port()),
             "PERISAI_DB_POOL_MIN_SIZE": "1",
+            # These tests count what the consumer posts; the schedule would bill this
+            # month for the (past-dated) workers too. It is tested on its own
+            # (tests/integration/test_coverage_lifecycle.py).
+            "PERISAI_SCHEDULE_ENABLED": str(schedule).lower(),
+            "PERISAI_SCHEDULE_INTERVAL_S": "0.5",
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("PERISAI_CRASH_AT", None)
@@ -403,3 +410,34 @@ async def test_database_outage_does_not_lose_the_message(env: Env) -> None:
     finally:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
         await admin.close()
+
+
+async def test_the_running_service_bills_on_its_schedule_once_a_month(env: Env) -> None:
+    """The schedule in the real process: this month's run and the month before's, once,
+    however many rounds pass (a round every 0.5 s here)."""
+    async with env.coverage(schedule=True) as run:
+
+        async def scheduled_runs() -> list[tuple[str, str]]:
+            conn = await asyncpg.connect(env.database_url)
+            try:
+                rows = await conn.fetch(
+                    """SELECT to_char(period, 'YYYY-MM') AS period, trigger
+                       FROM coverage.billing_runs ORDER BY period"""
+                )
+            except asyncpg.UndefinedTableError:
+                return []  # not migrated yet
+            finally:
+                await conn.close()
+            return [(r["period"], r["trigger"]) for r in rows]
+
+        runs = await eventually(
+            scheduled_runs,
+            lambda r: len(r) >= 2,
+            timeout_s=30,
+            interval_s=0.3,
+            what="the scheduled billing runs",
+        )
+        await asyncio.sleep(2)  # four more rounds
+        assert await scheduled_runs() == runs
+        assert [trigger for _, trigger in runs] == ["schedule", "schedule"]
+        assert run.output().count("billing run finished") == 2
