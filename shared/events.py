@@ -49,6 +49,12 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def wire_time(moment: datetime) -> str:
+    """A UTC moment as the events carry it (what Pydantic writes: ``...Z``), for
+    events built in SQL."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 ParticipantNumber = Annotated[
     str,
     StringConstraints(pattern=r"^[0-9]{11}$"),

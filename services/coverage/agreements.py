@@ -127,6 +127,9 @@ async def end(conn: asyncpg.Connection, code: str, valid_to: date) -> domain.Agr
     if agreement is None:
         raise NotFound(f"no agreement {code}")
     await store.lock_payer(conn, agreement.payer)
+    # Its row lock, as billing runs and activations take it: what they post commits
+    # before the check below, or waits for the new window.
+    await store.lock_budgets(conn, [code])
     if valid_to <= agreement.valid_from:
         raise Refused(
             "AGREEMENT_WINDOW_INVALID",

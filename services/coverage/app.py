@@ -18,7 +18,6 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka.annotations import KafkaMessage
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.coverage import (
     agreements,
@@ -33,6 +32,14 @@ from services.coverage import (
     store,
 )
 from services.coverage.errors import NotFound, Refused
+from services.coverage.requests import (
+    PERIOD_PATTERN,
+    BillingRunRequest,
+    EndAgreementRequest,
+    EndPolicyRequest,
+    PaymentRequest,
+    VoidRequest,
+)
 from services.coverage.schedule import Scheduler
 from services.coverage.settings import CoverageSettings
 from shared import db, topics
@@ -63,16 +70,11 @@ from shared.service import (
 
 SPEC = ServiceSpec("coverage", Path(__file__).with_name("migrations"))
 
-PERIOD_PATTERN = r"^[12][0-9]{3}-(0[1-9]|1[0-2])$"
 PeriodQuery = Query(
     pattern=PERIOD_PATTERN,
     description="A calendar month, YYYY-MM (years 1000-2999).",
     examples=["2026-11"],
 )
-Period = Annotated[str, StringConstraints(pattern=PERIOD_PATTERN)]
-Reason = Annotated[
-    str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f\x7f]+$")
-]
 FormatQuery = Query(description="json (default) or csv (also chosen by Accept: text/csv).")
 
 PRODUCED: tuple[type[Event], ...] = (
@@ -88,45 +90,6 @@ PRODUCED: tuple[type[Event], ...] = (
     PolicyEnded,
 )
 """Every event coverage publishes (through its outbox)."""
-
-
-class BillingRunRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    period: Period = Field(description="The month to bill, YYYY-MM.", examples=["2026-11"])
-
-
-class PaymentRequest(BaseModel):
-    """A payment of an invoice, as the payer reported it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    amount: int = Field(gt=0, strict=True, description="Rupiah paid (whole).")
-    paid_on: date = Field(description="The day the payer paid.")
-    reference: Annotated[
-        str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")
-    ] = Field(description="The payer's payment reference; one reference is recorded once.")
-
-
-class VoidRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: Reason = Field(description="Why the invoice is cancelled.")
-
-
-class EndAgreementRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    valid_to: date = Field(description="First day no longer in force (exclusive).")
-
-
-class EndPolicyRequest(BaseModel):
-    """End a worker's policy (until registration publishes deregistrations)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    on: date = Field(description="The last day of cover (death, moving away...).")
-    reason: Reason = Field(examples=["deceased"])
 
 
 def wants_csv(request: Request, format: str | None) -> bool:
@@ -300,8 +263,10 @@ def create_app(resources: Resources) -> FastAPI:
         """Bill a month: post its premium once for every policy active in it, invoice
         each agreement, refuse whole a month an agreement's budget cannot take. Safe to
         repeat; 409 while another run bills the same month."""
+        period = domain.parse_period(body.period)
+        billing.check_period(period, today())
         try:
-            summary = await billing.run(pool, domain.parse_period(body.period), trigger="api")
+            summary = await billing.run(pool, period, trigger="api")
         except billing.BillingInProgress as error:
             raise Refused("BILLING_IN_PROGRESS", str(error)) from None
         return summary.as_dict()

@@ -26,7 +26,7 @@ import structlog
 from services.coverage import domain, store
 from services.coverage.errors import Refused
 from shared import db
-from shared.events import InvoiceIssued, derive_event_id
+from shared.events import InvoiceIssued, derive_event_id, wire_time
 from shared.outbox import enqueue_events
 
 log = structlog.get_logger(__name__)
@@ -35,6 +35,21 @@ Trigger = Literal["command", "api", "schedule"]
 DEFAULT_CHUNK = 50_000
 """Policies per statement: big enough to be set-based, small enough to show progress."""
 MIN_POLICY_ID = uuid.UUID(int=0)
+
+
+MONTHS_AHEAD = 1
+"""A month is billed at most this far ahead of the current one: a run for a later month
+is far more often a typo (2062-11 for 2026-11) than an advance invoice."""
+
+
+def check_period(period: date, today: date) -> None:
+    latest = domain.add_months(domain.month_of(today), MONTHS_AHEAD)
+    if period > latest:
+        raise Refused(
+            "PERIOD_TOO_FAR_AHEAD",
+            f"{period:%Y-%m} is after {latest:%Y-%m}: a month is billed at most "
+            f"{MONTHS_AHEAD} month ahead",
+        )
 
 
 class BillingInProgress(Exception):
@@ -209,7 +224,7 @@ async def _post_and_invoice(
             after=after,
             limit=chunk,
             correlation_id=f"billing-run:{summary.run_id}",
-            occurred_at=summary.started_at,
+            occurred_at=wire_time(datetime.fromisoformat(summary.started_at)),
         )
         if result.last_policy_id is None:
             break
@@ -242,6 +257,33 @@ async def _post_and_invoice(
         billed.invoice_revision = current["revision"]
         billed.invoice_total = current["total"]
     return billed
+
+
+STRAGGLER_MONTHS = 12
+"""How far back the schedule looks for postings made after their month was invoiced."""
+
+
+async def invoice_stragglers(pool: asyncpg.Pool, today: date) -> int:
+    """Put first months posted after their month's run (a late enrolment, a pending
+    policy started later) on that month's invoice, as a new revision. Posts nothing and
+    commits nothing: those postings were committed when made. Returns the invoices
+    re-issued."""
+    since = domain.add_months(domain.month_of(today), -STRAGGLER_MONTHS)
+    reissued = 0
+    async with db.connection(pool) as conn:
+        for code, period in await store.uninvoiced_months(conn, since):
+            async with conn.transaction():
+                await store.lock_budgets(conn, [code])  # as a billing run of it would
+                agreement = await store.agreement(conn, code)
+                assert agreement is not None
+                invoice = await store.invoice_month(
+                    conn, agreement, period, domain.invoice_id_for(code, period)
+                )
+                if invoice is not None:
+                    run_id = str(uuid.uuid4())
+                    await enqueue_events(conn, [_issued(agreement, period, invoice, run_id)])
+                    reissued += 1
+    return reissued
 
 
 def _issued(

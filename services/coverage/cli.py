@@ -43,6 +43,7 @@ from services.coverage import (
     store,
 )
 from services.coverage.errors import NotFound, Refused
+from services.coverage.requests import EndPolicyRequest, PaymentRequest, VoidRequest
 from services.coverage.settings import CoverageSettings
 from shared import db
 from shared.errors import StartupError
@@ -67,6 +68,16 @@ def period_arg(text: str) -> date:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
+
+
 def date_arg(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -86,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
     bill.add_argument("--period", type=period_arg, required=True, help="YYYY-MM")
     bill.add_argument(
         "--chunk",
-        type=int,
+        type=positive_int,
         default=billing.DEFAULT_CHUNK,
         help="policies per statement (progress is shown after each)",
     )
@@ -186,6 +197,7 @@ async def run(args: argparse.Namespace, pool: asyncpg.Pool, today: date) -> int:
     handlers: dict[str, Callable[[], Awaitable[int]]] = {}
 
     async def bill() -> int:
+        billing.check_period(args.period, today)
         started = time.monotonic()
         try:
             summary = await billing.run(
@@ -247,12 +259,15 @@ async def run(args: argparse.Namespace, pool: asyncpg.Pool, today: date) -> int:
                 else:
                     emit({**found, "payments": await store.payments(conn, args.invoice_id)})
             elif args.action == "pay":
+                payment = PaymentRequest(
+                    amount=args.amount, paid_on=args.paid_on, reference=args.reference
+                )
                 outcome = await invoices.pay(
                     conn,
                     args.invoice_id,
-                    amount=args.amount,
-                    paid_on=args.paid_on,
-                    reference=args.reference,
+                    amount=payment.amount,
+                    paid_on=payment.paid_on,
+                    reference=payment.reference,
                     today=today,
                 )
                 await enqueue_events(conn, outcome.events)
@@ -268,8 +283,9 @@ async def run(args: argparse.Namespace, pool: asyncpg.Pool, today: date) -> int:
                     }
                 )
             else:
+                void = VoidRequest(reason=args.reason)
                 reversed_amount, events = await invoices.void(
-                    conn, args.invoice_id, reason=args.reason, today=today
+                    conn, args.invoice_id, reason=void.reason, today=today
                 )
                 await enqueue_events(conn, events)
                 emit({"invoice_id": args.invoice_id, "status": "void", "reversed": reversed_amount})
@@ -277,12 +293,13 @@ async def run(args: argparse.Namespace, pool: asyncpg.Pool, today: date) -> int:
 
     async def policies_cmd() -> int:
         async with db.transaction(pool) as conn:
+            request = EndPolicyRequest(on=args.on, reason=args.reason)
             event, reversed_amount = await policies.end(
                 conn,
                 policy_id=args.policy_id,
                 worker_id=args.worker_id,
-                on=args.on,
-                reason=args.reason,
+                on=request.on,
+                reason=request.reason,
             )
             await enqueue_events(conn, [event])
         emit({**event.model_dump(mode="json"), "reversed_amount": reversed_amount})

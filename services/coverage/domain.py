@@ -345,7 +345,13 @@ def agreement_for(
     enrolled: Candidate, agreements: Sequence[Agreement], today: date
 ) -> Agreement | None:
     """The agreement a new policy runs under: the one in force on the enrolment date,
-    else the one in force today (an enrolment dated before the programme began)."""
+    else the one in force today (an enrolment dated before the programme began). A
+    pending policy looks at today's first: the agreement that was in force when it was
+    left pending could not cover it (none, or its budget was spent)."""
+    if enrolled.policy_id is not None:
+        return agreement_in_force(agreements, today) or agreement_in_force(
+            agreements, enrolled.enrolled_on
+        )
     return agreement_in_force(agreements, enrolled.enrolled_on) or agreement_in_force(
         agreements, today
     )

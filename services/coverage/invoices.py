@@ -7,13 +7,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 
 import asyncpg
 
 from services.coverage import policies, store
 from services.coverage.errors import NotFound, Refused
-from shared.events import Event, InvoicePaid, InvoiceVoided, derive_event_id
+from shared.events import (
+    Event,
+    InvoicePaid,
+    InvoiceVoided,
+    derive_event_id,
+    utc_now,
+    wire_time,
+)
 
 PAYMENT_NAMESPACE = uuid.UUID("0f7c2b7e-3a55-4a8e-8c1e-5d2b9e4f6a10")
 
@@ -43,7 +50,8 @@ async def pay(
     today: date,
 ) -> PaymentOutcome:
     """Record a payment of an invoice. A partial payment keeps it open; the one that
-    covers it makes it paid (InvoicePaid) and reinstates what its arrears lapsed. The
+    covers it makes it paid (InvoicePaid) and reinstates what its arrears lapsed (the
+    policies it lapsed; lapsing itself is the schedule's, not a payment's, work). The
     same reference again with the same amount and date changes nothing; with others,
     it is refused."""
     invoice = await store.lock_invoice(conn, invoice_id)
@@ -80,7 +88,8 @@ async def pay(
     if row["status"] == "paid":
         events.append(
             InvoicePaid(
-                event_id=derive_event_id("invoice.paid", invoice_id),
+                # A paid invoice re-opened by late lines is paid again: a new event.
+                event_id=derive_event_id("invoice.paid", invoice_id, invoice["revision"]),
                 correlation_id=f"invoice:{invoice_id}",
                 invoice_id=invoice_id,
                 agreement_code=invoice["agreement_code"],
@@ -91,7 +100,7 @@ async def pay(
                 reference=reference,
             )
         )
-        events += await policies.settle_lapses(conn, today)
+        events += await policies.reinstate(conn, today, invoice_id)
     return PaymentOutcome(payment_id, row["status"], row["total"], row["paid_amount"], True, events)
 
 
@@ -126,7 +135,7 @@ async def void(
         [invoice_id],
         reason=f"invoice voided: {reason}",
         correlation_id=f"invoice:{invoice_id}",
-        occurred_at=datetime.now(UTC).isoformat(),
+        occurred_at=wire_time(utc_now()),
     )
     await store.commit_amounts(conn, {code: -amount for code, amount in reversed_amounts.items()})
     events: list[Event] = [
@@ -140,5 +149,5 @@ async def void(
             reason=reason,
         )
     ]
-    events += await policies.settle_lapses(conn, today)
+    events += await policies.reinstate(conn, today, invoice_id)
     return sum(reversed_amounts.values()), events

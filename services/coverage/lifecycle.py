@@ -85,11 +85,17 @@ def end_date(policy: PolicyFacts, requested: date) -> date:
 
 
 def lapsed_event(
-    policy: PolicyFacts, invoice_id: uuid.UUID, period: date, on: date, grace: int
+    policy: PolicyFacts,
+    invoice_id: uuid.UUID,
+    revision: int,
+    period: date,
+    on: date,
+    grace: int,
 ) -> PolicyLapsed:
+    """``revision``: of the overdue invoice (a re-issued invoice can lapse it again)."""
     assert policy.agreement_code is not None
     return PolicyLapsed(
-        event_id=derive_event_id("policy.lapsed", policy.policy_id, invoice_id),
+        event_id=derive_event_id("policy.lapsed", policy.policy_id, invoice_id, revision),
         correlation_id=f"policy:{policy.policy_id}",
         policy_id=policy.policy_id,
         worker_id=policy.worker_id,
@@ -101,10 +107,12 @@ def lapsed_event(
     )
 
 
-def reinstated_event(policy: PolicyFacts, lapsed_by: uuid.UUID, on: date) -> PolicyReinstated:
+def reinstated_event(
+    policy: PolicyFacts, lapsed_by: uuid.UUID, revision: int, on: date
+) -> PolicyReinstated:
     assert policy.agreement_code is not None
     return PolicyReinstated(
-        event_id=derive_event_id("policy.reinstated", policy.policy_id, lapsed_by),
+        event_id=derive_event_id("policy.reinstated", policy.policy_id, lapsed_by, revision),
         correlation_id=f"policy:{policy.policy_id}",
         policy_id=policy.policy_id,
         worker_id=policy.worker_id,

@@ -4,14 +4,14 @@ policies, ending a policy, and the daily sweep that lapses and reinstates."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 from uuid import UUID
 
 import asyncpg
 
 from services.coverage import domain, lifecycle, service, store
 from services.coverage.errors import NotFound, Refused
-from shared.events import Event
+from shared.events import Event, utc_now, wire_time
 
 
 async def activate_pending(
@@ -37,11 +37,12 @@ async def end(
     """End a policy from ``on`` with a reason: nothing is billed for the months after
     it, and postings already made for them are reversed. Returns the PolicyEnded event
     and the Rupiah reversed."""
-    # The agreement's lock first, as billing runs take it: a run then either bills
-    # before the end is recorded (and its later months are reversed here) or after.
+    # The locks of every agreement of the payer first (any of them, a renewal too, may
+    # bill this policy), in code order as everyone takes them: a billing run then either
+    # bills before the end is recorded (and its later months are reversed here) or after.
     facts = await store.policy_facts(conn, policy_id=policy_id, worker_id=worker_id)
-    if facts is not None and facts.agreement_code:
-        await store.lock_budgets(conn, [facts.agreement_code])
+    if facts is not None:
+        await store.lock_budgets(conn, await store.payer_agreements(conn, facts.policy_id))
     facts = await store.policy_facts(conn, policy_id=policy_id, worker_id=worker_id, lock=True)
     if facts is None:
         subject = f"policy {policy_id}" if policy_id else f"worker {worker_id}"
@@ -59,22 +60,34 @@ async def end(
         [facts.policy_id, domain.month_of(coverage_end)],
         reason=f"policy ended {coverage_end}: {reason}",
         correlation_id=f"policy:{facts.policy_id}",
-        occurred_at=datetime.now(UTC).isoformat(),
+        occurred_at=wire_time(utc_now()),
     )
     await store.commit_amounts(conn, {code: -amount for code, amount in reversed_amounts.items()})
     return lifecycle.ended_event(facts, coverage_end, reason), sum(reversed_amounts.values())
 
 
+async def reinstate(
+    conn: asyncpg.Connection, today: date, invoice_id: UUID | None = None
+) -> list[Event]:
+    """Reinstate the policies whose overdue invoice (``invoice_id``, or any) is settled."""
+    return [
+        lifecycle.reinstated_event(facts, lapsed_by, revision, today)
+        for facts, lapsed_by, revision in await store.reinstate_settled(conn, today, invoice_id)
+    ]
+
+
 async def settle_lapses(conn: asyncpg.Connection, today: date) -> list[Event]:
     """Reinstate policies whose overdue invoice is settled, then lapse active policies
     on invoices unpaid past grace."""
-    events: list[Event] = [
-        lifecycle.reinstated_event(facts, lapsed_by, today)
-        for facts, lapsed_by in await store.reinstate_settled(conn, today)
-    ]
+    events = await reinstate(conn, today)
     events += [
         lifecycle.lapsed_event(
-            lapse.policy, lapse.invoice_id, lapse.period, today, lapse.grace_months
+            lapse.policy,
+            lapse.invoice_id,
+            lapse.invoice_revision,
+            lapse.period,
+            today,
+            lapse.grace_months,
         )
         for lapse in await store.lapse_overdue(conn, today)
     ]

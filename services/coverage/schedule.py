@@ -1,9 +1,10 @@
 """What the coverage service does by the calendar: each day, start pending policies
 whose agreement came into force and lapse or reinstate on arrears; from the billing day
-of each month (WIB), bill the month once, and run the month before again so that the
-first months posted after its run (late enrolments) join its invoice. Safe with any
-number of instances: the billing run takes its month's database lock, and a month with
-a recorded run is not run again by the schedule."""
+of each month (WIB), bill the month once; and each round, put first months posted after
+their month's run (late enrolments, pending policies started later) on that month's
+invoice. Safe with any number of instances: the billing run takes its month's database
+lock, a month with a recorded run is not run again by the schedule, and invoicing takes
+the agreement's lock."""
 
 from __future__ import annotations
 
@@ -55,15 +56,13 @@ class Scheduler:
             await enqueue_events(conn, events)
         if events:
             log.info("daily sweep", events=len(events))
-        if today.day < self.billing_day:
-            return None
-        month = domain.month_of(today)
-        try:
-            summary = await billing.run(self.pool, month, trigger="schedule", unless_billed=True)
-        except (billing.BillingInProgress, billing.AlreadyBilled):
-            return None
-        # Close the month before: first months posted after its run (late enrolments)
-        # join its invoice as a new revision.
-        with contextlib.suppress(billing.BillingInProgress):
-            await billing.run(self.pool, domain.add_months(month, -1), trigger="schedule")
+        summary = None
+        if today.day >= self.billing_day:
+            with contextlib.suppress(billing.BillingInProgress, billing.AlreadyBilled):
+                summary = await billing.run(
+                    self.pool, domain.month_of(today), trigger="schedule", unless_billed=True
+                )
+        reissued = await billing.invoice_stragglers(self.pool, today)
+        if reissued:
+            log.info("invoices re-issued with late postings", invoices=reissued)
         return summary

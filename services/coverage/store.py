@@ -560,6 +560,16 @@ async def policy_facts(
     return None if row is None else PolicyFacts(**row)
 
 
+async def payer_agreements(conn: asyncpg.Connection, policy_id: UUID) -> list[str]:
+    """Codes of every agreement of the policy's payer (any of them may bill it)."""
+    rows = await conn.fetch(
+        """SELECT a.code FROM funding_agreements a
+           JOIN policies p ON p.payer = a.payer WHERE p.policy_id = $1 ORDER BY a.code""",
+        policy_id,
+    )
+    return [row["code"] for row in rows]
+
+
 async def end_policy(
     conn: asyncpg.Connection, policy_id: UUID, coverage_end: date, reason: str
 ) -> None:
@@ -655,6 +665,7 @@ class Lapse:
     invoice_id: UUID
     period: date
     grace_months: int
+    invoice_revision: int
 
 
 async def lapse_overdue(conn: asyncpg.Connection, today: date) -> list[Lapse]:
@@ -662,14 +673,14 @@ async def lapse_overdue(conn: asyncpg.Connection, today: date) -> list[Lapse]:
     (the oldest such invoice is named)."""
     rows = await conn.fetch(
         """WITH overdue AS (
-               SELECT i.invoice_id, i.period, a.grace_months
+               SELECT i.invoice_id, i.period, a.grace_months, i.revision
                FROM invoices i JOIN funding_agreements a ON a.code = i.agreement_code
                WHERE i.status = 'pending' AND i.paid_amount < i.total
                  AND i.period < date_trunc('month', $1::date)
                                 - make_interval(months => a.grace_months)
            ), chosen AS (
                SELECT DISTINCT ON (l.policy_id) l.policy_id, o.invoice_id, o.period,
-                      o.grace_months
+                      o.grace_months, o.revision
                FROM invoice_lines l JOIN overdue o USING (invoice_id)
                ORDER BY l.policy_id, o.period
            )
@@ -678,7 +689,7 @@ async def lapse_overdue(conn: asyncpg.Connection, today: date) -> list[Lapse]:
            FROM chosen c
            WHERE p.policy_id = c.policy_id AND p.status = 'active'
            RETURNING p.policy_id, p.worker_id, p.participant_number, p.agreement_code,
-                     p.coverage_start, c.invoice_id, c.period, c.grace_months""",
+                     p.coverage_start, c.invoice_id, c.period, c.grace_months, c.revision""",
         today,
     )
     return [
@@ -694,16 +705,18 @@ async def lapse_overdue(conn: asyncpg.Connection, today: date) -> list[Lapse]:
             row["invoice_id"],
             row["period"],
             row["grace_months"],
+            row["revision"],
         )
         for row in rows
     ]
 
 
 async def reinstate_settled(
-    conn: asyncpg.Connection, today: date
-) -> list[tuple[PolicyFacts, UUID]]:
-    """Lapsed policies whose lapsing invoice is settled (paid or void) and that no other
-    overdue invoice covers become active again."""
+    conn: asyncpg.Connection, today: date, invoice_id: UUID | None = None
+) -> list[tuple[PolicyFacts, UUID, int]]:
+    """Lapsed policies whose lapsing invoice (``invoice_id``, or any) is settled (paid or
+    void) and that no other overdue invoice covers become active again. Returns each
+    with the invoice and its revision."""
     rows = await conn.fetch(
         """WITH overdue AS (
                SELECT i.invoice_id
@@ -712,18 +725,21 @@ async def reinstate_settled(
                  AND i.period < date_trunc('month', $1::date)
                                 - make_interval(months => a.grace_months)
            ), settled AS (
-               SELECT p.policy_id, p.lapsed_by
+               SELECT p.policy_id, p.lapsed_by, i.revision
                FROM policies p JOIN invoices i ON i.invoice_id = p.lapsed_by
                WHERE p.status = 'lapsed' AND i.status IN ('paid', 'void')
+                 AND ($2::uuid IS NULL OR p.lapsed_by = $2)
                  AND NOT EXISTS (SELECT 1 FROM invoice_lines l JOIN overdue o USING (invoice_id)
                                  WHERE l.policy_id = p.policy_id)
            )
            UPDATE policies p SET status = 'active', lapsed_by = NULL, status_reason = NULL
            FROM settled s
            WHERE p.policy_id = s.policy_id
+             AND p.status = 'lapsed' AND p.lapsed_by = s.lapsed_by
            RETURNING p.policy_id, p.worker_id, p.participant_number, p.agreement_code,
-                     p.coverage_start, s.lapsed_by""",
+                     p.coverage_start, s.lapsed_by, s.revision""",
         today,
+        invoice_id,
     )
     return [
         (
@@ -736,6 +752,7 @@ async def reinstate_settled(
                 row["coverage_start"],
             ),
             row["lapsed_by"],
+            row["revision"],
         )
         for row in rows
     ]
@@ -752,8 +769,9 @@ async def invoice_agreement(conn: asyncpg.Connection, invoice_id: UUID) -> str |
 
 async def lock_invoice(conn: asyncpg.Connection, invoice_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        """SELECT invoice_id, agreement_code, period, status, total, paid_amount, void_reason
-           FROM invoices WHERE invoice_id = $1 FOR UPDATE""",
+        """SELECT invoice_id, agreement_code, period, status, revision, total, paid_amount,
+                  void_reason
+           FROM invoices WHERE invoice_id = $1 FOR NO KEY UPDATE""",
         invoice_id,
     )
 
@@ -1066,3 +1084,19 @@ async def postings_from(conn: asyncpg.Connection, code: str, period: date) -> in
         code,
         period,
     )
+
+
+async def uninvoiced_months(conn: asyncpg.Connection, since: date) -> list[tuple[str, date]]:
+    """(agreement, month) pairs from ``since`` whose month was billed (a run is recorded)
+    but that hold premium postings no invoice has: first months posted after the run."""
+    rows = await conn.fetch(
+        """SELECT DISTINCT a.code, l.period
+           FROM premium_ledger l
+           JOIN funding_agreements a ON l.debit_account = 'payer:' || a.code
+           WHERE l.entry_type = 'premium' AND l.period >= $1
+             AND EXISTS (SELECT 1 FROM billing_runs r WHERE r.period = l.period)
+             AND NOT EXISTS (SELECT 1 FROM invoice_lines i WHERE i.entry_id = l.entry_id)
+           ORDER BY a.code, l.period""",
+        since,
+    )
+    return [(row["code"], row["period"]) for row in rows]

@@ -116,6 +116,23 @@ async def test_the_commands_show_agreements_invoices_and_the_ledger_check(
     ("args", "expected", "exit_code"),
     [
         (["bill", "--period", "2026-13"], "'2026-13' is not a month", 2),
+        (["bill", "--period", "2026-06", "--chunk", "0"], "'0' is not a whole number", 2),
+        (["bill", "--period", "2062-11"], "2062-11 is after", 1),
+        (
+            [
+                "invoices",
+                "pay",
+                "00000000-0000-0000-0000-000000000000",
+                "--amount",
+                "0",
+                "--paid-on",
+                "2026-05-01",
+                "--reference",
+                "x",
+            ],
+            "amount: Input should be greater than 0",
+            2,
+        ),
         (
             [
                 "agreements",

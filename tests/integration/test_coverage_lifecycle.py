@@ -25,7 +25,7 @@ from shared.events import (
 )
 from shared.outbox import enqueue_events
 from tests.conftest import ServicePool
-from tests.integration.coverage_helpers import CITY, assert_ledger_holds, enrol
+from tests.integration.coverage_helpers import CITY, assert_ledger_holds, enrol, set_ceiling
 
 pytestmark = pytest.mark.integration
 
@@ -324,7 +324,7 @@ async def test_the_schedule_bills_each_month_once_from_its_billing_day(
     assert await pool.fetchval("SELECT count(*) FROM billing_runs WHERE period = $1", JUNE) == 1
 
 
-async def test_the_schedule_closes_the_month_before_with_its_late_first_months(
+async def test_the_schedule_puts_late_first_months_on_their_months_invoice(
     pool: asyncpg.Pool,
 ) -> None:
     await enrol(pool, 10, date(2026, 5, 10))
@@ -332,8 +332,82 @@ async def test_the_schedule_closes_the_month_before_with_its_late_first_months(
     assert (await scheduler.tick(date(2026, 5, 12))) is not None  # May's own run
     await enrol(pool, 4, date(2026, 5, 25), first=100)  # first months posted after it
 
-    june = await scheduler.tick(date(2026, 6, 1))
+    again = await scheduler.tick(date(2026, 5, 26))
 
-    assert june is not None and june.postings_created == 14
+    assert again is None  # May is not billed twice...
     may = await pool.fetchrow("SELECT headcount, revision FROM invoices WHERE period = $1", MAY)
-    assert (may["headcount"], may["revision"]) == (14, 2)
+    assert (may["headcount"], may["revision"]) == (14, 2)  # ...but its invoice has them all
+    issued = await pool.fetchval("SELECT count(*) FROM outbox WHERE topic = 'invoice.issued.v1'")
+    assert issued == 2
+
+
+async def test_a_paid_invoice_reopened_by_late_lines_is_paid_again_with_a_new_event(
+    pool: asyncpg.Pool,
+) -> None:
+    await enrol(pool, 2, date(2026, 5, 10))
+    await billing.run(pool, MAY, trigger="command")
+    may = await invoice_id(pool, MAY)
+    async with pool.acquire() as conn, conn.transaction():
+        first = await invoices.pay(
+            conn,
+            may,
+            amount=2 * MINIMUM_PACKAGE,
+            paid_on=date(2026, 5, 20),
+            reference="A",
+            today=date(2026, 5, 20),
+        )
+    await enrol(pool, 1, date(2026, 5, 28), first=50)
+    assert await billing.invoice_stragglers(pool, date(2026, 5, 29)) == 1
+    assert await pool.fetchval("SELECT status FROM invoices WHERE invoice_id = $1", may) == (
+        "pending"
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        second = await invoices.pay(
+            conn,
+            may,
+            amount=MINIMUM_PACKAGE,
+            paid_on=date(2026, 5, 30),
+            reference="B",
+            today=date(2026, 5, 30),
+        )
+
+    [paid_first] = [e for e in first.events if isinstance(e, InvoicePaid)]
+    [paid_second] = [e for e in second.events if isinstance(e, InvoicePaid)]
+    assert paid_first.event_id != paid_second.event_id
+    assert paid_second.paid_amount == paid_second.total == 3 * MINIMUM_PACKAGE
+
+
+async def test_a_renewal_starts_the_policies_the_last_budget_could_not_take(
+    pool: asyncpg.Pool,
+) -> None:
+    await set_ceiling(pool, 2 * MINIMUM_PACKAGE)
+    await enrol(pool, 3, date(2026, 5, 10))
+    assert await statuses(pool) == {"active": 2, "pending": 1}
+    async with pool.acquire() as conn, conn.transaction():
+        await agreements.end(conn, CITY, AUGUST)
+        _, _, events = await agreements.add(conn, draft(), date(2026, 8, 5))
+        await enqueue_events(conn, events)
+
+    [activated] = [e for e in events if isinstance(e, PolicyActivated)]
+    assert (activated.agreement_code, activated.coverage_start) == (draft().code, AUGUST)
+    assert await statuses(pool) == {"active": 3}
+
+
+async def test_ending_a_policy_a_renewal_billed_reverses_against_the_renewal(
+    pool: asyncpg.Pool,
+) -> None:
+    workers = await enrol(pool, 2, date(2026, 5, 10))
+    async with pool.acquire() as conn, conn.transaction():
+        await agreements.end(conn, CITY, AUGUST)
+        renewal, _, _ = await agreements.add(conn, draft(), date(2026, 7, 15))
+    await billing.run(pool, AUGUST, trigger="command")
+    async with pool.acquire() as conn, conn.transaction():
+        _, reversed_amount = await policies.end(
+            conn, worker_id=workers[0].worker_id, on=date(2026, 7, 31), reason="moved out"
+        )
+
+    assert reversed_amount == MINIMUM_PACKAGE
+    committed = await pool.fetchval(
+        "SELECT committed FROM funding_agreements WHERE code = $1", renewal.code
+    )
+    assert committed == MINIMUM_PACKAGE  # August of the other worker only

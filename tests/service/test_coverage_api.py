@@ -53,6 +53,9 @@ async def test_a_billing_run_by_api_invoices_the_month_with_its_breakdowns(
     assert run.status_code == 200
     assert (run.json()["postings_created"], run.json()["invoice_total"]) == (40, 40 * 16_800)
     assert (again.json()["postings_created"], again.json()["postings_existing"]) == (0, 40)
+    typo = await api.post("/v1/billing-runs", json={"period": "2062-11"})
+    assert typo.status_code == 409
+    assert typo.json()["type"] == "/problems/period-too-far-ahead"
     [listed] = (await api.get("/v1/invoices", params={"period": "2026-06"})).json()
     invoice = (await api.get(f"/v1/invoices/{listed['invoice_id']}")).json()
     assert (invoice["headcount"], invoice["total"], invoice["status"]) == (40, 672_000, "pending")

@@ -7,14 +7,19 @@ ALTER TABLE funding_agreements
     ADD COLUMN programmes text[]  NOT NULL DEFAULT '{JKK,JKM}'
         CHECK (programmes <@ '{JKK,JKM}' AND cardinality(programmes) > 0),
     ADD COLUMN committed  bigint  NOT NULL DEFAULT 0 CHECK (committed >= 0),
-    ADD CONSTRAINT funding_agreements_grace_months CHECK (grace_months BETWEEN 0 AND 24),
-    ADD CONSTRAINT funding_agreements_within_budget
-        CHECK (budget_ceiling IS NULL OR committed <= budget_ceiling);
+    ADD CONSTRAINT funding_agreements_grace_months CHECK (grace_months BETWEEN 0 AND 24);
 
+-- What each agreement's account holds: its premiums less their reversals.
 UPDATE funding_agreements a
 SET committed = coalesce((
-    SELECT sum(CASE WHEN l.entry_type = 'premium' THEN l.amount ELSE -l.amount END)
-    FROM premium_ledger l WHERE l.debit_account = 'payer:' || a.code), 0);
+    SELECT sum(CASE WHEN l.debit_account = 'payer:' || a.code THEN l.amount ELSE -l.amount END)
+    FROM premium_ledger l
+    WHERE 'payer:' || a.code IN (l.debit_account, l.credit_account)), 0);
+
+-- A ceiling recorded below what was already posted fails here, loudly: raise the
+-- ceiling (or reverse what was wrongly posted) before migrating.
+ALTER TABLE funding_agreements ADD CONSTRAINT funding_agreements_within_budget
+    CHECK (budget_ceiling IS NULL OR committed <= budget_ceiling);
 
 -- A policy's cover ends on a date (death, moving away, end of funding); nothing is
 -- billed for the months after it.
