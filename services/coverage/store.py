@@ -246,10 +246,6 @@ async def bill_chunk(
                SELECT gen_random_uuid(), d.policy_id, d.worker_id, $2, 'premium', d.jkk,
                       $9::bigint, d.jkk + $9::bigint, $10, $11, $12
                FROM due d
-               WHERE NOT EXISTS (
-                   SELECT 1 FROM premium_ledger l
-                   WHERE l.policy_id = d.policy_id AND l.period = $2
-                     AND l.entry_type = 'premium')
                ON CONFLICT (policy_id, period) WHERE entry_type = 'premium' DO NOTHING
                RETURNING entry_id, policy_id, worker_id, jkk_amount, jkm_amount, amount
            ), events AS (
