@@ -91,7 +91,7 @@ async def apply(pool: asyncpg.Pool, operation: tuple[Any, ...], counter: list[in
                     )
                     await enqueue_events(conn, events)
             except Refused:
-                pass
+                return  # a refusal (overpayment, void after payment...) is an outcome
     elif kind == "end":
         workers = [r["worker_id"] for r in await pool.fetch("SELECT worker_id FROM policies")]
         if not workers:
@@ -106,7 +106,7 @@ async def apply(pool: asyncpg.Pool, operation: tuple[Any, ...], counter: list[in
                 )
                 await enqueue_events(conn, [event])
             except Refused:
-                pass
+                return  # a refusal (overpayment, void after payment...) is an outcome
     elif kind == "sweep":
         async with pool.acquire() as conn, conn.transaction():
             await enqueue_events(conn, await policies.daily_sweep(conn, MONTHS[operation[1]]))
