@@ -30,6 +30,7 @@ from services.registration.codes import (
     KOTA_PASURUAN_KECAMATAN,
     MINIMUM_DECLARED_INCOME,
 )
+from services.registration.regions import canonical_kecamatan_code, kota_pasuruan
 from shared.events import RequestedWorker
 
 Gender = Literal["M", "F"]
@@ -46,6 +47,8 @@ NIK_FORMAT: Final = "NIK_FORMAT"
 NIK_BIRTHDATE_MISMATCH: Final = "NIK_BIRTHDATE_MISMATCH"
 DOMICILE_KABUPATEN_PASURUAN: Final = "DOMICILE_KABUPATEN_PASURUAN"
 DOMICILE_OUTSIDE_CITY: Final = "DOMICILE_OUTSIDE_CITY"
+DOMICILE_KELURAHAN_UNKNOWN: Final = "DOMICILE_KELURAHAN_UNKNOWN"
+DOMICILE_KELURAHAN_MISMATCH: Final = "DOMICILE_KELURAHAN_MISMATCH"
 AGE_OUT_OF_RANGE: Final = "AGE_OUT_OF_RANGE"
 PHONE_INVALID: Final = "PHONE_INVALID"
 OCCUPATION_UNKNOWN: Final = "OCCUPATION_UNKNOWN"
@@ -56,6 +59,8 @@ REJECTION_REASONS: Final[tuple[str, ...]] = (
     NIK_BIRTHDATE_MISMATCH,
     DOMICILE_KABUPATEN_PASURUAN,
     DOMICILE_OUTSIDE_CITY,
+    DOMICILE_KELURAHAN_UNKNOWN,
+    DOMICILE_KELURAHAN_MISMATCH,
     AGE_OUT_OF_RANGE,
     PHONE_INVALID,
     OCCUPATION_UNKNOWN,
@@ -98,42 +103,14 @@ domicile is decided by the address, not the NIK prefix."""
 
 # --- domicile ---------------------------------------------------------------------------
 
+REGIONS: Final = kota_pasuruan()
 KELURAHAN: Final[dict[str, tuple[str, ...]]] = {
-    "35.75.01": (
-        "Gadingrejo",
-        "Karangketug",
-        "Krapyakrejo",
-        "Bukir",
-        "Sebani",
-        "Gentong",
-        "Petahunan",
-    ),
-    "35.75.02": (
-        "Purworejo",
-        "Pohjentrek",
-        "Wirogunan",
-        "Tembokrejo",
-        "Kebonagung",
-        "Purutrejo",
-        "Sekargadung",
-    ),
-    "35.75.03": ("Bugul Kidul", "Bakalan", "Krampyangan", "Blandongan", "Kepel", "Tapaan"),
-    "35.75.04": (
-        "Panggungrejo",
-        "Bugul Lor",
-        "Kandangsapi",
-        "Karanganyar",
-        "Mandaranrejo",
-        "Ngemplakrejo",
-        "Tambaan",
-        "Trajeng",
-        "Mayangan",
-        "Kebonsari",
-        "Pekuncen",
-        "Petamanan",
-    ),
+    code: tuple(k.name for k in REGIONS.of_kecamatan(code)) for code in REGIONS.kecamatan
 }
-"""Kelurahan used for domiciles, per Kota Pasuruan kecamatan (32 of the city's 34)."""
+"""The city's 34 kelurahan, official spelling, per kecamatan (the official list)."""
+AS_TYPED_SHARE: Final = 0.12
+"""Share of valid workers whose kelurahan or kecamatan is written as clerks type it (case,
+spaces, apostrophes, codes with or without dots): registration must read them all."""
 KECAMATAN_WEIGHTS: Final[dict[str, int]] = {
     "35.75.01": 25,
     "35.75.02": 29,
@@ -410,14 +387,17 @@ class _PersonFactory:
         gender = self.gender_for(occupation)
         birth_date = self.birth_date(self._age())
         kecamatan_code = _KECAMATAN.pick(self.rng)
+        kelurahan = self.rng.choice(KELURAHAN[kecamatan_code])
         full_name = self.name(gender)
+        if self.rng.random() < AS_TYPED_SHARE:
+            kecamatan_code, kelurahan = self.as_typed(kecamatan_code, kelurahan)
         return RequestedWorker(
             nik=self.nik(self.nik_region(kecamatan_code), birth_date, gender),
             full_name=full_name,
             birth_date=birth_date,
             gender=gender,
-            address=self.address(kecamatan_code),
-            kelurahan=self.rng.choice(KELURAHAN[kecamatan_code]),
+            address=self.address(canonical_kecamatan_code(kecamatan_code)),
+            kelurahan=kelurahan,
             kecamatan_code=kecamatan_code,
             phone=self.phone(),
             email=self.email(full_name, birth_date) if self.rng.random() < EMAIL_SHARE else None,
@@ -494,6 +474,21 @@ class _PersonFactory:
 
     # domicile and contact
 
+    def as_typed(self, kecamatan_code: str, kelurahan: str) -> tuple[str, str]:
+        """The domicile as a clerk might type it: the same place, another spelling."""
+        found = REGIONS.find(kelurahan)
+        assert found is not None
+        forms = (
+            (kecamatan_code.replace(".", ""), kelurahan),
+            (kecamatan_code, kelurahan.upper()),
+            (kecamatan_code, kelurahan.lower().replace("'", "")),
+            (kecamatan_code, f"Kel. {kelurahan}"),
+            (kecamatan_code, f" {kelurahan.replace(' ', '  ')} "),
+            (kecamatan_code, found.code),
+            (kecamatan_code.replace(".", ""), found.code.replace(".", "")),
+        )
+        return self.rng.choice(forms)
+
     def address(self, kecamatan_code: str) -> str:
         rng = self.rng
         street = rng.choice(STREETS)
@@ -548,6 +543,12 @@ class _PersonFactory:
 # --- invalid entries --------------------------------------------------------------------
 
 
+def misspelt(name: str) -> str:
+    """``name`` with its last two letters swapped: a typo no spelling tolerance forgives
+    (the result is never another kelurahan of the city; checked by the tests)."""
+    return name[:-2] + name[-1] + name[-2] if name[-1] != name[-2] else name + "h"
+
+
 def _replace(worker: RequestedWorker, **changes: Any) -> RequestedWorker:
     """A validated copy of ``worker`` with ``changes``."""
     return RequestedWorker.model_validate({**worker.model_dump(), **changes})
@@ -570,6 +571,8 @@ class _InvalidFactory:
             NIK_BIRTHDATE_MISMATCH: self._nik_birthdate_mismatch,
             DOMICILE_KABUPATEN_PASURUAN: self._domicile_kabupaten,
             DOMICILE_OUTSIDE_CITY: self._domicile_outside,
+            DOMICILE_KELURAHAN_UNKNOWN: self._kelurahan_unknown,
+            DOMICILE_KELURAHAN_MISMATCH: self._kelurahan_mismatch,
             AGE_OUT_OF_RANGE: self._age_out_of_range,
             PHONE_INVALID: self._phone_invalid,
             OCCUPATION_UNKNOWN: lambda w, _: _replace(w, occupation=UNKNOWN_OCCUPATION),
@@ -613,6 +616,23 @@ class _InvalidFactory:
         return _replace(
             worker, kecamatan_code=code, kelurahan=kelurahan, address=self._road(kelurahan)
         )
+
+    def _kelurahan_unknown(self, worker: RequestedWorker, occurrence: int) -> RequestedWorker:
+        """A desa of the neighbouring Kabupaten, or a misspelt kelurahan of the city."""
+        if occurrence % 2 == 0:
+            desa = [
+                name for name in KABUPATEN_PASURUAN_KECAMATAN.values() if not REGIONS.find(name)
+            ]
+            return _replace(worker, kelurahan=desa[occurrence // 2 % len(desa)])
+        name = self.rng.choice(KELURAHAN[canonical_kecamatan_code(worker.kecamatan_code)])
+        return _replace(worker, kelurahan=misspelt(name))
+
+    def _kelurahan_mismatch(self, worker: RequestedWorker, occurrence: int) -> RequestedWorker:
+        """A kelurahan of the city, given with another of its kecamatan."""
+        own = canonical_kecamatan_code(worker.kecamatan_code)
+        others = [code for code in KELURAHAN if code != own]
+        elsewhere = others[occurrence % len(others)]
+        return _replace(worker, kelurahan=self.rng.choice(KELURAHAN[elsewhere]))
 
     def _road(self, place: str) -> str:
         rt, rw = self.rng.randint(1, 10), self.rng.randint(1, 6)
@@ -756,7 +776,9 @@ def summary_expectations(entries: Iterable[CohortEntry]) -> dict[str, Any]:
             sorted(by_reason.items(), key=lambda item: (order.get(item[0], 99), item[0]))
         ),
         "enrolled_by_occupation": dict(Counter(w.occupation for w in enrolled).most_common()),
-        "enrolled_by_kecamatan": dict(sorted(Counter(w.kecamatan_code for w in enrolled).items())),
+        "enrolled_by_kecamatan": dict(
+            sorted(Counter(canonical_kecamatan_code(w.kecamatan_code) for w in enrolled).items())
+        ),
         "monthly_premium_total": sum(monthly_premium(w) for w in enrolled),
     }
 

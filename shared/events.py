@@ -172,14 +172,16 @@ class RequestedWorker(BaseModel):
     kelurahan: str = Field(
         min_length=1,
         max_length=100,
-        description="Kelurahan (village) of the domicile.",
+        description="Kelurahan of the domicile, within the kecamatan: its Kemendagri code "
+        "(35.75.01.1001, dots optional) or its name, case, spaces and apostrophes as "
+        "typed (Tapaan = Tapa'an).",
         examples=["Karangketug"],
     )
     kecamatan_code: str = Field(
         min_length=1,
         max_length=16,
         description="Kemendagri code of the domicile's kecamatan, e.g. 35.75.01 "
-        "(Gadingrejo, Kota Pasuruan).",
+        "(Gadingrejo, Kota Pasuruan); 357501 is read as 35.75.01.",
         examples=["35.75.01"],
     )
     phone: str = Field(
@@ -253,9 +255,20 @@ class WorkerEnrolled(Event):
     full_name: str = Field(min_length=1, max_length=200, description="Name as on the KTP.")
     gender: Literal["M", "F"] = Field(description="M or F.")
     kecamatan_code: str = Field(
-        max_length=16, description="Domicile kecamatan code.", examples=["35.75.01"]
+        max_length=16,
+        description="Domicile kecamatan code, dotted.",
+        examples=["35.75.01"],
     )
-    kelurahan: str = Field(max_length=100, description="Domicile kelurahan.")
+    kelurahan: str = Field(
+        max_length=100, description="Domicile kelurahan, official spelling.", examples=["Tapa'an"]
+    )
+    kelurahan_code: str | None = Field(
+        default=None,
+        max_length=16,
+        description="Kemendagri code of the domicile kelurahan (absent from events of "
+        "workers enrolled before kelurahan were checked).",
+        examples=["35.75.03.1003"],
+    )
     occupation: str = Field(max_length=64, description="Occupation code.", examples=["pedagang"])
     declared_income: Rupiah = Field(description="Declared monthly income.")
     phone_e164: str = Field(

@@ -62,10 +62,18 @@ class Problem(BaseModel):
         default=None, description="Inputs the API could not use (invalid requests)."
     )
     request_id: str | None = Field(
-        default=None, description="The enrolment request answered (rejections)."
+        default=None, description="The enrolment request answered (rejections, conflicts)."
     )
-    outcome: Literal["rejected"] | None = Field(
-        default=None, description="'rejected' for an enrolment rejection."
+    outcome: Literal["rejected", "conflict"] | None = Field(
+        default=None,
+        description="'rejected' for an enrolment rejection; 'conflict' for a request id "
+        "already used for a different request.",
+    )
+    first_outcome: Literal["enrolled", "rejected"] | None = Field(
+        default=None, description="Conflicts: the answer the request id's first request got."
+    )
+    participant_number: str | None = Field(
+        default=None, description="Conflicts: the participant the first request enrolled."
     )
     reasons: list[RejectionReason] | None = Field(
         default=None, description="Every rule the enrolment broke (rejections)."

@@ -11,18 +11,22 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import stamina
+import structlog
 from fastapi import Body, FastAPI, Header, HTTPException
 from fastapi import Path as PathParam
 from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from services.registration import service, store
 from services.registration.domain import (
     AgeRule,
+    Answer,
+    Conflict,
     Enrolled,
     EnrolmentCommand,
-    Outcome,
     Rejected,
+    RequestStatus,
     is_valid_participant_number,
     mask_nik,
     read_worker,
@@ -48,6 +52,14 @@ from shared.service import (
 )
 
 SPEC = ServiceSpec("registration", Path(__file__).with_name("migrations"))
+log = structlog.get_logger("registration")
+
+IDEMPOTENCY_CONFLICTS = Counter(
+    "perisai_registration_idempotency_conflicts",
+    "Requests under a request id already used for a different request, by channel "
+    "(api and bulk get a conflict answer; upstream ones are logged and not answered).",
+    ["channel"],
+)
 
 RACE_ERRORS = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
 
@@ -111,13 +123,16 @@ class BatchIn(BaseModel):
 
 class ResultOut(BaseModel):
     request_id: str
-    outcome: Literal["enrolled", "rejected"]
+    outcome: Literal["enrolled", "rejected", "conflict"] = Field(
+        description="conflict: the request id was already used for a different request; "
+        "nothing was decided (the reason says what the first request got)."
+    )
     worker_id: UUID | None = None
     participant_number: str | None = None
     reasons: list[RejectionReason] = []
 
     @classmethod
-    def of(cls, outcome: Outcome) -> ResultOut:
+    def of(cls, outcome: Answer) -> ResultOut:
         if isinstance(outcome, Enrolled):
             return cls(
                 request_id=outcome.request_id,
@@ -125,7 +140,45 @@ class ResultOut(BaseModel):
                 worker_id=outcome.worker_id,
                 participant_number=outcome.participant_number,
             )
+        if isinstance(outcome, Conflict):
+            conflict = RejectionReason(
+                code=IDEMPOTENCY_CONFLICT, field=None, message=outcome.message
+            )
+            return cls(request_id=outcome.request_id, outcome="conflict", reasons=[conflict])
         return cls(request_id=outcome.request_id, outcome="rejected", reasons=list(outcome.reasons))
+
+
+class RequestStatusOut(ResultOut):
+    """A request as recorded, whatever channel it came by."""
+
+    outcome: Literal["enrolled", "rejected"]  # type: ignore[assignment]
+    source: Literal["api", "bulk", "upstream"] = Field(
+        description="The channel: api (POST /v1/enrolments), bulk (the batch endpoint), "
+        "upstream (the enrolment-requested topic; its source field as sent)."
+    )
+    received_at: datetime
+
+    @classmethod
+    def of_status(cls, status: RequestStatus) -> RequestStatusOut:
+        result = ResultOut.of(status.outcome).model_dump()
+        return cls(**result, source=status.source, received_at=status.received_at)
+
+
+IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+
+
+def conflict_problem(conflict: Conflict) -> Problem:
+    first = conflict.first
+    return Problem(
+        type="/problems/idempotency-conflict",
+        title="Request id already used for a different request",
+        status=409,
+        detail=conflict.message,
+        request_id=conflict.request_id,
+        outcome="conflict",
+        first_outcome="enrolled" if isinstance(first, Enrolled) else "rejected",
+        participant_number=first.participant_number if isinstance(first, Enrolled) else None,
+    )
 
 
 def rejection_problem(rejected: Rejected) -> Problem:
@@ -151,6 +204,7 @@ class WorkerOut(BaseModel):
     full_name: str
     kecamatan_code: str
     kelurahan: str
+    kelurahan_code: str | None
     occupation: str
     enrolled_on: date
 
@@ -178,7 +232,16 @@ def create_app(resources: Resources) -> FastAPI:
             )
             for e in batch
         ]
-        _, events = await service.enrol(conn, commands, today(), ages)
+        answers, events = await service.enrol(conn, commands, today(), ages)
+        for answer in answers:
+            if isinstance(answer, Conflict):
+                IDEMPOTENCY_CONFLICTS.labels("upstream").inc()
+                log.warning(
+                    "request id reused for a different request",
+                    request_id=answer.request_id,
+                    channel="upstream",
+                    first_outcome=answer.first.outcome,
+                )
         return events
 
     consume_requested = resources.consumer("enrolment-requested", UpstreamRequest, handle_requested)
@@ -203,7 +266,7 @@ def create_app(resources: Resources) -> FastAPI:
             description=event_type.__doc__,
         )
 
-    async def enrol(commands: list[EnrolmentCommand]) -> list[Outcome]:
+    async def enrol(commands: list[EnrolmentCommand]) -> list[Answer]:
         # A concurrent request with the same idempotency key or NIK can make the
         # transaction fail on a unique index; the retry then sees the winner's answer.
         async for attempt in stamina.retry_context(on=RACE_ERRORS, attempts=3, timeout=10):
@@ -220,7 +283,7 @@ def create_app(resources: Resources) -> FastAPI:
         summary="Enrol informal workers of Kota Pasuruan in JKK + JKM cover.",
     )
 
-    @app.post("/v1/enrolments", status_code=201, responses=problems(400, 422))
+    @app.post("/v1/enrolments", status_code=201, responses=problems(400, 409, 422))
     async def enrol_one(
         worker: Annotated[WorkerPayload, Body()],
         idempotency_key: IdempotencyKey,
@@ -235,18 +298,48 @@ def create_app(resources: Resources) -> FastAPI:
         [outcome] = await enrol([command])
         if isinstance(outcome, Enrolled):
             return ResultOut.of(outcome)
+        if isinstance(outcome, Conflict):
+            IDEMPOTENCY_CONFLICTS.labels("api").inc()
+            return problem_response(conflict_problem(outcome))  # type: ignore[return-value]
         return problem_response(rejection_problem(outcome))  # type: ignore[return-value]
 
     @app.post("/v1/enrolments/batch", responses=problems(400, 413, 422))
     async def enrol_batch(body: BatchIn) -> BatchOut:
-        """Enrol many workers in one transaction; one result per request, in order."""
+        """Enrol many workers in one transaction; one result per request, in order. A
+        request id already used for a different request (or twice in the batch for
+        different workers) is a result with outcome ``conflict``."""
         if len(body.enrolments) > settings.max_batch_requests:
             raise HTTPException(413, f"at most {settings.max_batch_requests} enrolments per batch")
         commands = [
             EnrolmentCommand(e.request_id, "bulk", read_worker(e.worker), e.request_id)
             for e in body.enrolments
         ]
-        return BatchOut(results=[ResultOut.of(o) for o in await enrol(commands)])
+        answers = await enrol(commands)
+        conflicts = sum(isinstance(answer, Conflict) for answer in answers)
+        if conflicts:
+            IDEMPOTENCY_CONFLICTS.labels("bulk").inc(conflicts)
+        return BatchOut(results=[ResultOut.of(answer) for answer in answers])
+
+    @app.get("/v1/enrolments/{request_id:path}", responses=problems(404, 422))
+    async def enrolment_status(
+        request_id: Annotated[
+            str,
+            PathParam(
+                min_length=1,
+                max_length=128,
+                pattern=PRINTABLE,
+                description="The request id: an Idempotency-Key, a batch or upstream "
+                "request_id, or an import row's key.",
+            ),
+        ],
+    ) -> RequestStatusOut:
+        """The status and outcome of any enrolment request, from any channel. 404 until
+        the request is answered (an upstream request waiting on its topic, too)."""
+        async with db.connection(pool) as conn:
+            status = await store.request_status(conn, request_id)
+        if status is None:
+            raise HTTPException(404, "no enrolment request answered under this id")
+        return RequestStatusOut.of_status(status)
 
     @app.get("/v1/workers/{participant_number}", responses=problems(404, 422))
     async def get_worker(

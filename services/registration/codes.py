@@ -5,19 +5,16 @@ Kept as data, in one place, so a list can be corrected without touching the rule
 
 from typing import Final
 
+from services.registration.regions import kota_pasuruan
+
 KOTA_PASURUAN: Final = "35.75"
 """Kemendagri code of Kota Pasuruan (the city). [firm]"""
 
 KABUPATEN_PASURUAN: Final = "35.14"
 """Kemendagri code of Kabupaten Pasuruan: a different government, not covered. [firm]"""
 
-KOTA_PASURUAN_KECAMATAN: Final[dict[str, str]] = {
-    "35.75.01": "Gadingrejo",
-    "35.75.02": "Purworejo",
-    "35.75.03": "Bugul Kidul",
-    "35.75.04": "Panggungrejo",
-}
-"""The four kecamatan of Kota Pasuruan. [firm]"""
+KOTA_PASURUAN_KECAMATAN: Final[dict[str, str]] = kota_pasuruan().kecamatan
+"""The four kecamatan of Kota Pasuruan, from the official region list. [firm]"""
 
 OCCUPATIONS: Final[dict[str, str]] = {
     "pedagang": "Pedagang (market trader)",

@@ -8,12 +8,14 @@ clerk can fix a row in one go.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import re
 import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Final
 
 import phonenumbers
@@ -23,10 +25,16 @@ from pydantic_core import ErrorDetails
 
 from services.registration.codes import (
     KABUPATEN_PASURUAN,
-    KOTA_PASURUAN_KECAMATAN,
     MAXIMUM_DECLARED_INCOME,
     MINIMUM_DECLARED_INCOME,
     OCCUPATIONS,
+)
+from services.registration.regions import (
+    Kelurahan,
+    KelurahanMismatch,
+    RegionList,
+    canonical_kecamatan_code,
+    kota_pasuruan,
 )
 from shared.events import (
     EnrolmentRejected,
@@ -69,6 +77,8 @@ class UnreadableWorker:
     nik: str | None
     bad_fields: frozenset[str]
     remainder: RequestedWorker | None
+    digest: str
+    """request_digest of the worker as it arrived."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,14 @@ class EnrolmentCommand:
         nik = self.worker.nik
         return nik.strip() if nik is not None else None
 
+    @property
+    def digest(self) -> str:
+        """What the idempotency key promises: the same key with another digest is
+        another request (see request_digest)."""
+        if isinstance(self.worker, UnreadableWorker):
+            return self.worker.digest
+        return request_digest(self.worker.model_dump(mode="json"))
+
 
 @dataclass(frozen=True)
 class ValidWorker:
@@ -96,6 +114,7 @@ class ValidWorker:
     nik: str
     phone_e164: str
     email: str | None
+    domicile: Domicile
     request: RequestedWorker
 
 
@@ -115,6 +134,49 @@ class Rejected:
 
 
 Outcome = Enrolled | Rejected
+"""The answer a request gets, recorded under its idempotency key."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A request under an idempotency key already used for a different request: it is
+    not decided, and the first request's answer stands."""
+
+    request_id: str
+    first: Outcome
+    outcome: str = "conflict"
+
+    @property
+    def message(self) -> str:
+        if isinstance(self.first, Enrolled):
+            answered = f"enrolled as participant {self.first.participant_number}"
+        else:
+            answered = "rejected"
+        return (
+            f"request id {self.request_id!r} was already used for a different request "
+            f"({answered}); use a new id for a new request, or send the same request "
+            "again for its answer"
+        )
+
+
+Answer = Outcome | Conflict
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    """A recorded request: its answer, the channel it came by, and when."""
+
+    outcome: Outcome
+    source: str
+    received_at: datetime
+
+
+def request_digest(worker: object) -> str:
+    """SHA-256 of a worker as canonical JSON (keys sorted, no spaces, UTF-8). A readable
+    worker is digested as the schema reads it (defaults filled in), so key order,
+    spacing and omitted defaults do not make two sendings of one request differ."""
+    canonical = json.dumps(worker, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 REASON_MESSAGE_SHOWN = 300
@@ -221,27 +283,63 @@ def validate_nik(nik: str, birth_date: date, gender: str) -> list[RejectionReaso
     return reasons
 
 
-def validate_domicile(kecamatan_code: str) -> list[RejectionReason]:
-    """Domicile comes from the address, never from the NIK prefix. [firm]"""
-    if kecamatan_code in KOTA_PASURUAN_KECAMATAN:
-        return []
-    if kecamatan_code.startswith(KABUPATEN_PASURUAN + "."):
+@dataclass(frozen=True)
+class Domicile:
+    """Where a worker lives, as the official region list names it."""
+
+    kecamatan_code: str
+    kelurahan: Kelurahan
+
+
+def validate_domicile(
+    kecamatan_code: str, kelurahan: str, regions: RegionList | None = None
+) -> Domicile | list[RejectionReason]:
+    """Domicile comes from the address, never from the NIK prefix. [firm] The kecamatan
+    code may be written with or without dots; the kelurahan by its code or its name as
+    clerks type it, and it must lie in that kecamatan. The kelurahan is checked only
+    once the kecamatan is the city's."""
+    regions = regions or kota_pasuruan()
+    code = canonical_kecamatan_code(kecamatan_code)
+    if code not in regions.kecamatan:
+        return [_outside_city(code, regions)]
+    resolved = regions.resolve(kelurahan, code)
+    if isinstance(resolved, Kelurahan):
+        return Domicile(code, resolved)
+    where = f"{regions.kecamatan[code]} ({code})"
+    meant = ", ".join(str(k) for k in resolved.suggestions)
+    given = shown(kelurahan.strip(), 60)
+    if isinstance(resolved, KelurahanMismatch):
+        found = resolved.found
         return [
             reason(
-                "DOMICILE_KABUPATEN_PASURUAN",
-                "kecamatan_code",
-                f"{kecamatan_code} is in Kabupaten Pasuruan (35.14), a different "
-                "government; only Kota Pasuruan (35.75) residents are covered",
+                "DOMICILE_KELURAHAN_MISMATCH",
+                "kelurahan",
+                f"{found} is in kecamatan {found.kecamatan} ({found.kecamatan_code}), not "
+                f"{where}; kelurahan of {regions.kecamatan[code]} closest in spelling: {meant}",
             )
         ]
     return [
         reason(
-            "DOMICILE_OUTSIDE_CITY",
-            "kecamatan_code",
-            f"{kecamatan_code} is not a kecamatan of Kota Pasuruan "
-            f"({', '.join(KOTA_PASURUAN_KECAMATAN)})",
+            "DOMICILE_KELURAHAN_UNKNOWN",
+            "kelurahan",
+            f"{given!r} is not a kelurahan of {where}; did you mean {meant}?",
         )
     ]
+
+
+def _outside_city(code: str, regions: RegionList) -> RejectionReason:
+    if code.startswith(KABUPATEN_PASURUAN + "."):
+        return reason(
+            "DOMICILE_KABUPATEN_PASURUAN",
+            "kecamatan_code",
+            f"{code} is in Kabupaten Pasuruan (35.14), a different "
+            "government; only Kota Pasuruan (35.75) residents are covered",
+        )
+    return reason(
+        "DOMICILE_OUTSIDE_CITY",
+        "kecamatan_code",
+        f"{shown(code, 20)} is not a kecamatan of Kota Pasuruan ({', '.join(regions.kecamatan)})",
+    )
 
 
 def normalise_phone(phone: str) -> str | None:
@@ -333,6 +431,8 @@ WORKER_INVALID: Final = "WORKER_INVALID"
 RULE_INPUTS: Final[dict[str, frozenset[str]]] = {
     "NIK_BIRTHDATE_MISMATCH": frozenset({"nik", "birth_date"}),
     "NIK_GENDER_MISMATCH": frozenset({"nik", "gender"}),
+    "DOMICILE_KELURAHAN_UNKNOWN": frozenset({"kelurahan", "kecamatan_code"}),
+    "DOMICILE_KELURAHAN_MISMATCH": frozenset({"kelurahan", "kecamatan_code"}),
 }
 """Rules that compare fields: they say nothing when either field is unreadable."""
 PLACEHOLDERS: Final[dict[str, object]] = {
@@ -417,7 +517,14 @@ def read_worker(
             worker = RequestedWorker.model_validate({**readable, **stand_ins})
         except ValidationError:
             worker = None
-    return UnreadableWorker(tuple(reasons), nik, frozenset(bad), worker)
+    return UnreadableWorker(tuple(reasons), nik, frozenset(bad), worker, _raw_digest(raw))
+
+
+def _raw_digest(raw: object) -> str:
+    try:
+        return request_digest(raw)
+    except (TypeError, ValueError):  # not JSON data: only a JSON-parsed value is expected
+        return request_digest(repr(raw))
 
 
 def validate(
@@ -439,7 +546,11 @@ def validate(
         reasons.append(reason("NAME_INVALID", "full_name", "name is empty"))
     nik = request.nik.strip()
     reasons += validate_nik(nik, request.birth_date, request.gender)
-    reasons += validate_domicile(request.kecamatan_code.strip())
+    domicile: Domicile | list[RejectionReason] = []
+    if not {"kecamatan_code", "kelurahan"} & {r.field for r in reasons}:  # both readable
+        domicile = validate_domicile(request.kecamatan_code, request.kelurahan)
+    if isinstance(domicile, list):
+        reasons += domicile
     age = age_on(request.birth_date, today)
     if not ages.minimum <= age < ages.maximum_exclusive:
         reasons.append(
@@ -478,7 +589,7 @@ def validate(
         )
     if reasons:
         return reasons
-    assert phone is not None
+    assert phone is not None and isinstance(domicile, Domicile)
     return ValidWorker(
         # Random, not derived from the NIK: a hash of a NIK can be reversed by trying
         # every birth date and serial, and worker ids travel to other services.
@@ -486,6 +597,7 @@ def validate(
         nik=nik,
         phone_e164=phone,
         email=email,
+        domicile=domicile,
         request=request,
     )
 
@@ -542,8 +654,9 @@ def enrolled_event(
         nik_masked=mask_nik(worker.nik),
         full_name=request.full_name.strip(),
         gender=request.gender,
-        kecamatan_code=request.kecamatan_code.strip(),
-        kelurahan=request.kelurahan.strip(),
+        kecamatan_code=worker.domicile.kecamatan_code,
+        kelurahan=worker.domicile.kelurahan.name,
+        kelurahan_code=worker.domicile.kelurahan.code,
         occupation=request.occupation,
         declared_income=request.declared_income,
         phone_e164=worker.phone_e164,

@@ -13,6 +13,8 @@ import asyncpg
 from services.registration import domain, store
 from services.registration.domain import (
     AgeRule,
+    Answer,
+    Conflict,
     Enrolled,
     EnrolmentCommand,
     Outcome,
@@ -27,13 +29,25 @@ async def enrol(
     commands: Sequence[EnrolmentCommand],
     today: date,
     ages: AgeRule = domain.DEFAULT_AGE_RULE,
-) -> tuple[list[Outcome], list[Event]]:
-    """Outcomes in the order of ``commands``, and the events to publish."""
+) -> tuple[list[Answer], list[Event]]:
+    """Answers in the order of ``commands``, and the events to publish. A request id
+    already answered (or first used earlier in ``commands``) for a different request is
+    a Conflict: not decided, no event."""
     unique = list({c.request_id: c for c in reversed(commands)}.values())[::-1]
-    known = await store.answered(conn, [c.request_id for c in unique])
+    answered = await store.answered(conn, [c.request_id for c in unique])
+    known = {request_id: outcome for request_id, (outcome, _) in answered.items()}
+    digests: dict[str, str | None] = {c.request_id: c.digest for c in unique}
+    digests.update({request_id: digest for request_id, (_, digest) in answered.items()})
+
+    def answer(command: EnrolmentCommand, outcome: Outcome) -> Answer:
+        first = digests[command.request_id]
+        if first is not None and first != command.digest:
+            return Conflict(command.request_id, outcome)
+        return outcome
+
     new = [c for c in unique if c.request_id not in known]
     if not new:
-        return [known[c.request_id] for c in commands], []
+        return [answer(c, known[c.request_id]) for c in commands], []
 
     niks = [nik for c in new if (nik := c.nik) is not None and domain.is_nik_shaped(nik)]
     enrolled_niks = await store.participants_by_nik(conn, niks)
@@ -53,7 +67,8 @@ async def enrol(
     for command, rejection in rejected:
         outcomes[command.request_id] = rejection
     await store.record_outcomes(conn, [(c, outcomes[c.request_id]) for c in new])
-    return [outcomes[c.request_id] for c in commands], domain.events_for(stored, rejected, today)
+    answers = [answer(c, outcomes[c.request_id]) for c in commands]
+    return answers, domain.events_for(stored, rejected, today)
 
 
 async def _lost_races(

@@ -9,27 +9,48 @@ from datetime import date
 
 import asyncpg
 
-from services.registration.domain import Enrolled, EnrolmentCommand, Outcome, Rejected, ValidWorker
+from services.registration.domain import (
+    Enrolled,
+    EnrolmentCommand,
+    Outcome,
+    Rejected,
+    RequestStatus,
+    ValidWorker,
+)
 from shared.events import RejectionReason
 
 
-async def answered(conn: asyncpg.Connection, request_ids: Sequence[str]) -> dict[str, Outcome]:
-    """Outcomes already recorded for these idempotency keys."""
+async def answered(
+    conn: asyncpg.Connection, request_ids: Sequence[str]
+) -> dict[str, tuple[Outcome, str | None]]:
+    """Outcomes already recorded for these idempotency keys, each with the digest of
+    the request it answered (None for requests recorded before digests were kept)."""
     rows = await conn.fetch(
-        """SELECT request_id, outcome, worker_id, participant_number, reasons::text AS reasons
-           FROM enrolment_requests WHERE request_id = ANY($1::text[])""",
+        f"""SELECT {REQUEST_COLUMNS} FROM enrolment_requests
+            WHERE request_id = ANY($1::text[])""",
         list(request_ids),
     )
-    outcomes: dict[str, Outcome] = {}
-    for row in rows:
-        if row["outcome"] == "enrolled":
-            outcomes[row["request_id"]] = Enrolled(
-                row["request_id"], row["worker_id"], row["participant_number"]
-            )
-        else:
-            reasons = tuple(RejectionReason(**r) for r in json.loads(row["reasons"]))
-            outcomes[row["request_id"]] = Rejected(row["request_id"], reasons)
-    return outcomes
+    return {row["request_id"]: (_outcome(row), row["request_digest"]) for row in rows}
+
+
+REQUEST_COLUMNS = """request_id, source, outcome, worker_id, participant_number,
+    reasons::text AS reasons, request_digest, received_at"""
+
+
+def _outcome(row: asyncpg.Record) -> Outcome:
+    if row["outcome"] == "enrolled":
+        return Enrolled(row["request_id"], row["worker_id"], row["participant_number"])
+    reasons = tuple(RejectionReason(**r) for r in json.loads(row["reasons"]))
+    return Rejected(row["request_id"], reasons)
+
+
+async def request_status(conn: asyncpg.Connection, request_id: str) -> RequestStatus | None:
+    row = await conn.fetchrow(
+        f"SELECT {REQUEST_COLUMNS} FROM enrolment_requests WHERE request_id = $1", request_id
+    )
+    if row is None:
+        return None
+    return RequestStatus(_outcome(row), row["source"], row["received_at"])
 
 
 async def participants_by_nik(conn: asyncpg.Connection, niks: Sequence[str]) -> dict[str, str]:
@@ -61,11 +82,11 @@ async def insert_workers(
         """INSERT INTO workers (worker_id, participant_number, nik, full_name, birth_date,
                                 gender, address, kelurahan, kecamatan_code, phone_e164,
                                 email, occupation, declared_income, preferred_language,
-                                request_id, enrolled_on)
-           SELECT *, $16::date FROM unnest(
+                                request_id, kelurahan_code, enrolled_on)
+           SELECT *, $17::date FROM unnest(
                $1::uuid[], $2::text[], $3::text[], $4::text[], $5::date[], $6::text[],
                $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-               $13::bigint[], $14::text[], $15::text[])
+               $13::bigint[], $14::text[], $15::text[], $16::text[])
            ON CONFLICT (nik) DO NOTHING
            RETURNING nik""",
         [w.worker_id for _, w, _ in workers],
@@ -75,14 +96,15 @@ async def insert_workers(
         [w.request.birth_date for _, w, _ in workers],
         [w.request.gender for _, w, _ in workers],
         [w.request.address.strip() for _, w, _ in workers],
-        [w.request.kelurahan.strip() for _, w, _ in workers],
-        [w.request.kecamatan_code.strip() for _, w, _ in workers],
+        [w.domicile.kelurahan.name for _, w, _ in workers],
+        [w.domicile.kecamatan_code for _, w, _ in workers],
         [w.phone_e164 for _, w, _ in workers],
         [w.email for _, w, _ in workers],
         [w.request.occupation for _, w, _ in workers],
         [w.request.declared_income for _, w, _ in workers],
         [w.request.preferred_language for _, w, _ in workers],
         [c.request_id for c, _, _ in workers],
+        [w.domicile.kelurahan.code for _, w, _ in workers],
         enrolled_on,
     )
     return {row["nik"] for row in rows}
@@ -98,10 +120,11 @@ async def record_outcomes(
         return
     await conn.execute(
         """INSERT INTO enrolment_requests
-               (request_id, source, outcome, worker_id, participant_number, reasons)
-           SELECT r, s, o, w, p, x::jsonb FROM unnest(
-               $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[])
-               AS t(r, s, o, w, p, x)""",
+               (request_id, source, outcome, worker_id, participant_number, reasons,
+                request_digest)
+           SELECT r, s, o, w, p, x::jsonb, d FROM unnest(
+               $1::text[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[],
+               $7::text[]) AS t(r, s, o, w, p, x, d)""",
         [c.request_id for c, _ in outcomes],
         [c.source for c, _ in outcomes],
         [o.outcome for _, o in outcomes],
@@ -111,13 +134,14 @@ async def record_outcomes(
             json.dumps([r.model_dump() for r in o.reasons]) if isinstance(o, Rejected) else "[]"
             for _, o in outcomes
         ],
+        [c.digest for c, _ in outcomes],
     )
 
 
 async def worker_summary(conn: asyncpg.Connection, participant_number: str) -> dict | None:
     row = await conn.fetchrow(
         """SELECT worker_id, participant_number, nik, full_name, kecamatan_code, kelurahan,
-                  occupation, enrolled_on
+                  kelurahan_code, occupation, enrolled_on
            FROM workers WHERE participant_number = $1""",
         participant_number,
     )

@@ -19,11 +19,18 @@ from devtools.cohort import (
     age_on,
     generate_cohort,
     load_cohort,
+    misspelt,
     nik_birth_date,
     summary_expectations,
     write_cohort,
 )
 from services.registration.codes import KOTA_PASURUAN_KECAMATAN, OCCUPATIONS
+from services.registration.regions import (
+    Kelurahan,
+    KelurahanMismatch,
+    KelurahanUnknown,
+    canonical_kecamatan_code,
+)
 
 TODAY = date(2025, 5, 22)
 SEED = 20250522
@@ -86,7 +93,7 @@ def test_counts_and_reasons_add_up(full_cohort: list[CohortEntry]) -> None:
     assert summary["enrolled"] == 9038
     assert summary["rejected"] == 25
     assert sum(summary["rejected_by_reason"].values()) == 25
-    assert summary["rejected_by_reason"]["NIK_FORMAT"] == 4  # 25 = 3 x 8 + 1
+    assert summary["rejected_by_reason"]["NIK_FORMAT"] == 3  # 25 = 2 x 10 + 5
     assert sum(summary["enrolled_by_occupation"].values()) == 9038
     assert sum(summary["enrolled_by_kecamatan"].values()) == 9038
     assert summary["monthly_premium_total"] == 151_838_400  # domain reference, section 2
@@ -134,9 +141,29 @@ def test_ages_in_range(valid: list[CohortEntry]) -> None:
 def test_domicile_is_in_the_city(valid: list[CohortEntry]) -> None:
     for entry in valid:
         worker = entry.worker
-        assert worker.kecamatan_code in KOTA_PASURUAN_KECAMATAN
-        assert worker.kelurahan in cohort.KELURAHAN[worker.kecamatan_code]
+        kecamatan = canonical_kecamatan_code(worker.kecamatan_code)
+        assert kecamatan in KOTA_PASURUAN_KECAMATAN
+        assert isinstance(cohort.REGIONS.resolve(worker.kelurahan, kecamatan), Kelurahan)
         assert re.search(r"No\. \d+, RT \d{2}/RW \d{2}$", worker.address)
+
+
+def test_every_kelurahan_of_the_city_is_used_mostly_spelt_officially(
+    valid: list[CohortEntry],
+) -> None:
+    official = {k.name for k in cohort.REGIONS.kelurahan}
+    used = {cohort.REGIONS.find(entry.worker.kelurahan) for entry in valid}
+    assert used == set(cohort.REGIONS.kelurahan)
+    assert len(official) == 34
+    assert {"Tapa'an", "Tamba'an", "Randusari"} <= {e.worker.kelurahan for e in valid}
+    as_typed = [e for e in valid if e.worker.kelurahan not in official]
+    undotted = [e for e in valid if "." not in e.worker.kecamatan_code]
+    assert 0.05 < len(as_typed) / len(valid) < 0.15
+    assert 0.005 < len(undotted) / len(valid) < 0.05
+
+
+@pytest.mark.parametrize("kelurahan", [k.name for k in cohort.REGIONS.kelurahan])
+def test_a_misspelt_kelurahan_is_no_kelurahan_of_the_city(kelurahan: str) -> None:
+    assert cohort.REGIONS.find(misspelt(kelurahan)) is None
 
 
 def test_every_valid_phone_is_a_unique_indonesian_mobile(valid: list[CohortEntry]) -> None:
@@ -200,8 +227,13 @@ def test_each_invalid_entry_breaks_exactly_its_rule(full_cohort: list[CohortEntr
         assert worker.kecamatan_code.startswith("35.14.") is (
             reason == "DOMICILE_KABUPATEN_PASURUAN"
         )
-        in_city = worker.kecamatan_code in KOTA_PASURUAN_KECAMATAN
+        kecamatan = canonical_kecamatan_code(worker.kecamatan_code)
+        in_city = kecamatan in KOTA_PASURUAN_KECAMATAN
         assert in_city is (reason not in {"DOMICILE_KABUPATEN_PASURUAN", "DOMICILE_OUTSIDE_CITY"})
+        if in_city:
+            place = cohort.REGIONS.resolve(worker.kelurahan, kecamatan)
+            assert isinstance(place, KelurahanUnknown) is (reason == "DOMICILE_KELURAHAN_UNKNOWN")
+            assert isinstance(place, KelurahanMismatch) is (reason == "DOMICILE_KELURAHAN_MISMATCH")
         assert is_id_mobile(worker.phone) is (reason != "PHONE_INVALID")
         assert (worker.occupation in OCCUPATIONS) is (reason != "OCCUPATION_UNKNOWN")
         assert (worker.nik in earlier_valid) is (reason == "DUPLICATE_NIK")
@@ -213,9 +245,10 @@ def test_each_invalid_entry_breaks_exactly_its_rule(full_cohort: list[CohortEntr
 
 def test_duplicate_nik_needs_a_valid_worker() -> None:
     with pytest.raises(ValueError, match="DUPLICATE_NIK"):
-        generate_cohort(0, invalid=8, seed=1, today=TODAY)
-    only_invalid = generate_cohort(0, invalid=7, seed=1, today=TODAY)
-    assert [e.expected_reason for e in only_invalid] == list(REJECTION_REASONS[:7])
+        generate_cohort(0, invalid=len(REJECTION_REASONS), seed=1, today=TODAY)
+    before_duplicates = len(REJECTION_REASONS) - 1
+    only_invalid = generate_cohort(0, invalid=before_duplicates, seed=1, today=TODAY)
+    assert [e.expected_reason for e in only_invalid] == list(REJECTION_REASONS[:-1])
 
 
 def test_full_size_generates_quickly() -> None:
@@ -252,7 +285,7 @@ def _result(entry: CohortEntry, outcome: str, *codes: str) -> dict:
 def test_mismatches_accept_either_request_of_a_duplicate_pair_winning() -> None:
     from devtools.feeder import mismatches
 
-    entries = [e for e in generate_cohort(30, invalid=8, seed=7)]
+    entries = [e for e in generate_cohort(30, invalid=len(REJECTION_REASONS), seed=7)]
     duplicate = next(e for e in entries if e.expected_reason == "DUPLICATE_NIK")
     original = next(
         e for e in entries if e.expected_reason is None and e.worker.nik == duplicate.worker.nik

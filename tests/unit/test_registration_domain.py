@@ -18,7 +18,9 @@ from services.registration.codes import (
 )
 from services.registration.domain import (
     AgeRule,
+    Domicile,
     EnrolmentCommand,
+    UnreadableWorker,
     ValidWorker,
     age_on,
     decide,
@@ -34,6 +36,7 @@ from services.registration.domain import (
     validate_domicile,
     validate_nik,
 )
+from services.registration.regions import Kelurahan, kota_pasuruan
 from shared.events import EnrolmentRejected, RejectionReason, WorkerEnrolled
 from tests.factories import TODAY, make_nik, requested_worker
 
@@ -192,26 +195,121 @@ def test_changing_one_date_digit_always_fails(
 # --- domicile ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("code", sorted(KOTA_PASURUAN_KECAMATAN))
-def test_every_kota_pasuruan_kecamatan_is_accepted(code: str) -> None:
-    assert validate_domicile(code) == []
+def official(code_or_name: str) -> Kelurahan:
+    found = kota_pasuruan().find(code_or_name)
+    assert found is not None
+    return found
 
 
-@pytest.mark.parametrize("code", ["35.14.01", "35.14.24"])
+@pytest.mark.parametrize("kelurahan", kota_pasuruan().kelurahan, ids=str)
+def test_every_kelurahan_of_the_city_is_accepted_by_name_and_by_code(kelurahan: Kelurahan) -> None:
+    expected = Domicile(kelurahan.kecamatan_code, kelurahan)
+    assert validate_domicile(kelurahan.kecamatan_code, kelurahan.name) == expected
+    assert validate_domicile(kelurahan.kecamatan_code, kelurahan.code) == expected
+    assert validate_domicile(kelurahan.kecamatan_code, kelurahan.code.replace(".", "")) == expected
+
+
+def test_the_city_has_34_kelurahan_in_4_kecamatan() -> None:
+    regions = kota_pasuruan()
+    assert len(regions.kelurahan) == 34
+    assert regions.kecamatan == KOTA_PASURUAN_KECAMATAN
+    assert [len(regions.of_kecamatan(code)) for code in sorted(regions.kecamatan)] == [8, 7, 6, 13]
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "Tapaan",
+        "tapa'an",
+        "TAPA'AN",
+        "Tapa`an",
+        "Tapa\u2019an",
+        " Tapa'an ",
+        "Kel. Tapaan",
+        "kelurahan tapa an",
+        "3575031003",
+        "35.75.03.1003",
+    ],
+)
+def test_a_kelurahan_as_clerks_type_it_is_stored_as_the_official_code_and_name(typed: str) -> None:
+    assert validate_domicile("35.75.03", typed) == Domicile("35.75.03", official("35.75.03.1003"))
+
+
+@pytest.mark.parametrize("typed", ["357503", "35.75.03", " 35.75.03 "])
+def test_the_kecamatan_code_is_read_with_or_without_dots(typed: str) -> None:
+    assert validate_domicile(typed, "Kepel") == Domicile("35.75.03", official("35.75.03.1002"))
+
+
+def test_a_kelurahan_of_another_kecamatan_is_a_mismatch_naming_both() -> None:
+    [problem] = validate_domicile("35.75.01", "Tapaan")  # type: ignore[misc]
+    assert problem.code == "DOMICILE_KELURAHAN_MISMATCH"
+    assert problem.field == "kelurahan"
+    assert "Tapa'an (35.75.03.1003) is in kecamatan Bugul Kidul (35.75.03)" in problem.message
+    assert "not Gadingrejo (35.75.01)" in problem.message
+
+
+def test_a_kelurahan_code_of_another_kecamatan_is_a_mismatch() -> None:
+    [problem] = validate_domicile("357501", "3575041010")  # type: ignore[misc]
+    assert problem.code == "DOMICILE_KELURAHAN_MISMATCH"
+    assert "Bugul Lor (35.75.04.1010)" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("Karangketuk", "Karangketug"),
+        ("Gading Rejo Kulon", "Gadingrejo"),
+        ("Randu Sari", None),
+        ("Sebanni", "Sebani"),
+        ("Petahunnan", "Petahunan"),
+    ],
+)
+def test_an_unknown_kelurahan_names_the_closest_of_the_kecamatan_first(
+    typed: str, meant: str | None
+) -> None:
+    result = validate_domicile("35.75.01", typed)
+    if meant is None:  # spaces are forgiven: Randu Sari is Randusari
+        assert result == Domicile("35.75.01", official("35.75.01.1006"))
+        return
+    [problem] = result  # type: ignore[misc]
+    assert problem.code == "DOMICILE_KELURAHAN_UNKNOWN"
+    assert f"did you mean {official(meant)}," in problem.message
+    assert "of Gadingrejo (35.75.01)" in problem.message
+
+
+def test_an_unknown_kelurahan_code_is_unknown() -> None:
+    [problem] = validate_domicile("35.75.01", "35.75.01.1008")  # type: ignore[misc]
+    assert problem.code == "DOMICILE_KELURAHAN_UNKNOWN"  # 1008 is not in the official list
+
+
+@pytest.mark.parametrize("code", ["35.14.01", "35.14.24", "351401"])
 def test_kabupaten_pasuruan_is_a_different_government(code: str) -> None:
-    assert codes(validate_domicile(code)) == {"DOMICILE_KABUPATEN_PASURUAN"}
+    assert codes(validate_domicile(code, "Gadingrejo")) == {"DOMICILE_KABUPATEN_PASURUAN"}
 
 
-@pytest.mark.parametrize("code", ["35.78.01", "35.75.05", "35.75", "31.71.01", "357501", "x"])
+@pytest.mark.parametrize("code", ["35.78.01", "35.75.05", "35.75", "31.71.01", "3575 01", "x"])
 def test_outside_the_city(code: str) -> None:
-    assert codes(validate_domicile(code)) == {"DOMICILE_OUTSIDE_CITY"}
+    """Outside the city the kelurahan is not looked at: one reason, about the kecamatan."""
+    assert codes(validate_domicile(code, "Gadingrejo")) == {"DOMICILE_OUTSIDE_CITY"}
+
+
+@given(st.text(max_size=40))
+def test_any_text_as_kelurahan_is_an_answer_never_an_error(typed: str) -> None:
+    result = validate_domicile("35.75.04", typed)
+    if isinstance(result, Domicile):
+        assert result.kelurahan.kecamatan_code == "35.75.04"
+    else:
+        assert codes(result) <= {"DOMICILE_KELURAHAN_UNKNOWN", "DOMICILE_KELURAHAN_MISMATCH"}
 
 
 def test_domicile_comes_from_the_address_not_the_nik_prefix() -> None:
     """A NIK first registered in Surabaya (35.78) with a Kota Pasuruan address: ok."""
     birth = date(1990, 1, 1)
     worker = requested_worker(
-        nik=make_nik(birth, "F", region="357801"), birth_date=birth, kecamatan_code="35.75.02"
+        nik=make_nik(birth, "F", region="357801"),
+        birth_date=birth,
+        kecamatan_code="35.75.02",
+        kelurahan="Purworejo",
     )
     assert isinstance(validate(worker, TODAY), ValidWorker)
 
@@ -695,3 +793,53 @@ def test_mask_nik_keeps_only_the_last_four(nik: str) -> None:
     masked = mask_nik(nik)
     assert masked == "*" * 12 + nik[-4:]
     assert nik[:12] not in masked
+
+
+def test_an_unreadable_kelurahan_is_one_reason_not_also_an_unknown_kelurahan() -> None:
+    worker = requested_worker(kelurahan="Gadingrejo\u0378")
+    reasons = validate(worker, TODAY)
+    assert [(r.code, r.field) for r in reasons] == [("TEXT_INVALID", "kelurahan")]  # type: ignore[union-attr]
+
+
+def test_an_unreadable_kecamatan_does_not_make_the_kelurahan_a_mismatch() -> None:
+    raw = requested_worker(kelurahan="Tapa'an").model_dump(mode="json")
+    raw["kecamatan_code"] = "3" * 17  # too long for the schema
+    reasons = validate(read_worker(raw), TODAY)
+    assert [(r.code, r.field) for r in reasons] == [  # type: ignore[union-attr]
+        ("DOMICILE_KECAMATAN_INVALID", "kecamatan_code")
+    ]
+
+
+def test_a_request_digest_ignores_key_order_spacing_and_omitted_defaults() -> None:
+    raw = requested_worker().model_dump(mode="json")
+    shuffled = dict(reversed(list(raw.items())))
+    del shuffled["declared_income"]  # its default
+    first = EnrolmentCommand("k", "api", read_worker(raw), "c")
+    again = EnrolmentCommand("k", "api", read_worker(shuffled), "c")
+    other = EnrolmentCommand("k", "api", read_worker({**raw, "full_name": "Siti"}), "c")
+    assert first.digest == again.digest != other.digest
+    assert len(first.digest) == 64
+
+
+def test_an_unreadable_request_has_a_digest_of_what_was_sent() -> None:
+    raw = {**requested_worker().model_dump(mode="json"), "emial": "x@example.com"}
+    one = EnrolmentCommand("k", "api", read_worker(raw), "c")
+    two = EnrolmentCommand("k", "api", read_worker({**raw, "emial": "y@example.com"}), "c")
+    assert isinstance(one.worker, UnreadableWorker)
+    assert one.digest != two.digest
+    assert read_worker(["not", "an", "object"]).digest  # type: ignore[union-attr]
+
+
+def test_every_reason_code_the_rules_can_give_is_catalogued_and_in_the_readme() -> None:
+    import inspect
+    import re
+    from pathlib import Path
+
+    from services.registration import app, domain
+    from services.registration.reasons import REASONS
+
+    source = inspect.getsource(domain) + inspect.getsource(app)
+    given = set(re.findall(r'"([A-Z][A-Z_]+_[A-Z]+)"', source))
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert given <= set(REASONS), given - set(REASONS)
+    assert [code for code in REASONS if f"| `{code}` |" not in readme] == []

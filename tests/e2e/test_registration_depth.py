@@ -1,0 +1,161 @@
+"""Registration in depth, against the running services on real Kafka and PostgreSQL:
+the kelurahan checked against the official list on every channel, and stored (and
+announced) under its official code and spelling."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from devtools.stack import LocalStack
+from shared.events import EnrolmentRequested
+from shared.topics import ENROLMENT_REJECTED, ENROLMENT_REQUESTED, WORKER_ENROLLED
+from tests.e2e.kafka_tools import publish
+from tests.e2e.test_single_enrolment import unique_worker
+from tests.integration.kafka_helpers import eventually, read_topic
+
+pytestmark = pytest.mark.e2e
+
+
+def worker_json(**changes: Any) -> dict[str, Any]:
+    data = unique_worker().model_dump(mode="json")
+    data.update(changes)
+    return data
+
+
+async def events_on(stack: LocalStack, topic: str) -> dict[str, dict[str, Any]]:
+    """The events on a topic by request_id."""
+    config = stack.config
+    records = await read_topic(config.kafka_bootstrap, config.topic_prefix + topic, at_least=0)
+    return {event["request_id"]: event for event in (json.loads(r.value) for r in records)}
+
+
+async def test_a_kelurahan_as_typed_is_stored_and_announced_officially(
+    local_stack: LocalStack,
+) -> None:
+    config = local_stack.config
+    key = f"kel-{uuid.uuid4()}"
+    async with httpx.AsyncClient(base_url=config.registration_url, timeout=10) as client:
+        response = await client.post(
+            "/v1/enrolments",
+            json=worker_json(kecamatan_code="357503", kelurahan="tapaan"),
+            headers={"Idempotency-Key": key},
+        )
+        assert response.status_code == 201, response.text
+        number = response.json()["participant_number"]
+        worker = (await client.get(f"/v1/workers/{number}")).json()
+    assert (worker["kecamatan_code"], worker["kelurahan"], worker["kelurahan_code"]) == (
+        "35.75.03",
+        "Tapa'an",
+        "35.75.03.1003",
+    )
+    enrolled = await eventually(
+        lambda: events_on(local_stack, WORKER_ENROLLED),
+        lambda found: key in found,
+        timeout_s=30,
+        interval_s=0.5,
+        what="WorkerEnrolled for the request",
+    )
+    event = enrolled[key]
+    assert (event["kecamatan_code"], event["kelurahan"], event["kelurahan_code"]) == (
+        "35.75.03",
+        "Tapa'an",
+        "35.75.03.1003",
+    )
+
+
+async def test_a_kelurahan_of_another_kecamatan_is_refused_on_every_channel(
+    local_stack: LocalStack,
+) -> None:
+    config = local_stack.config
+    async with httpx.AsyncClient(base_url=config.registration_url, timeout=10) as client:
+        response = await client.post(
+            "/v1/enrolments",
+            json=worker_json(kecamatan_code="35.75.01", kelurahan="Bugul Lor"),
+            headers={"Idempotency-Key": f"kel-{uuid.uuid4()}"},
+        )
+        unknown = await client.post(
+            "/v1/enrolments",
+            json=worker_json(kecamatan_code="35.75.01", kelurahan="Karangketuk"),
+            headers={"Idempotency-Key": f"kel-{uuid.uuid4()}"},
+        )
+    assert response.status_code == 422, response.text
+    [reason] = response.json()["reasons"]
+    assert (reason["code"], reason["field"]) == ("DOMICILE_KELURAHAN_MISMATCH", "kelurahan")
+    assert "Bugul Lor (35.75.04.1010) is in kecamatan Panggungrejo" in reason["message"]
+    assert unknown.status_code == 422, unknown.text
+    [reason] = unknown.json()["reasons"]
+    assert reason["code"] == "DOMICILE_KELURAHAN_UNKNOWN"
+    assert "did you mean Karangketug (35.75.01.1001)" in reason["message"]
+
+    upstream_id = f"dinsos-{uuid.uuid4()}"
+    request = EnrolmentRequested(
+        event_id=uuid.uuid4(),
+        correlation_id=upstream_id,
+        request_id=upstream_id,
+        worker=unique_worker().model_copy(update={"kelurahan": "Tamba'an"}),
+    )
+    await publish(
+        config.kafka_bootstrap,
+        config.topic_prefix + ENROLMENT_REQUESTED,
+        request.model_dump_json().encode(),
+        key=b"k",
+    )
+    rejected = await eventually(
+        lambda: events_on(local_stack, ENROLMENT_REJECTED),
+        lambda found: upstream_id in found,
+        timeout_s=30,
+        interval_s=0.5,
+        what="EnrolmentRejected for the upstream request",
+    )
+    [reason] = rejected[upstream_id]["reasons"]
+    assert reason["code"] == "DOMICILE_KELURAHAN_MISMATCH"
+
+
+async def test_an_upstream_request_id_reused_for_another_worker_is_not_answered_again(
+    local_stack: LocalStack,
+) -> None:
+    config = local_stack.config
+    request_id = f"dinsos-{uuid.uuid4()}"
+    first, second = unique_worker(), unique_worker()
+    for worker in (first, second):
+        request = EnrolmentRequested(
+            event_id=uuid.uuid4(),
+            correlation_id=request_id,
+            request_id=request_id,
+            worker=worker,
+        )
+        await publish(
+            config.kafka_bootstrap,
+            config.topic_prefix + ENROLMENT_REQUESTED,
+            request.model_dump_json().encode(),
+            key=request_id.encode(),
+        )
+
+    async def conflicts_counted() -> float:
+        async with httpx.AsyncClient(base_url=config.registration_url) as client:
+            text = (await client.get("/metrics")).text
+        for line in text.splitlines():
+            if line.startswith(
+                'perisai_registration_idempotency_conflicts_total{channel="upstream"}'
+            ):
+                return float(line.split()[-1])
+        return 0.0
+
+    await eventually(
+        conflicts_counted, lambda n: n >= 1, timeout_s=30, interval_s=0.5, what="conflict counted"
+    )
+    enrolled = await events_on(local_stack, WORKER_ENROLLED)
+    assert enrolled[request_id]["nik_masked"].endswith(first.nik[-4:])
+    records = await read_topic(
+        config.kafka_bootstrap, config.topic_prefix + WORKER_ENROLLED, at_least=0
+    )
+    answers = [r for r in records if json.loads(r.value)["request_id"] == request_id]
+    assert len(answers) == 1
+    async with httpx.AsyncClient(base_url=config.registration_url) as client:
+        status = (await client.get(f"/v1/enrolments/{request_id}")).json()
+    assert (status["outcome"], status["source"]) == ("enrolled", "upstream")
