@@ -279,6 +279,19 @@ class WorkerEnrolled(Event):
     email: str | None = Field(default=None, description="Email address, if given.")
     preferred_language: Language = Field(default="id", description="Message language.")
     enrolled_on: date = Field(description="Date the enrolment was accepted (WIB).")
+    membership: int = Field(
+        default=1,
+        ge=1,
+        description="Which membership of this worker the enrolment starts: 1, or more when "
+        "a deregistered worker enrols again (same worker_id and participant number).",
+    )
+    revision: int = Field(
+        default=1,
+        ge=1,
+        description="The worker record's revision after this enrolment; every later "
+        "change (WorkerDetailsChanged, WorkerDeregistered) has a higher one, so a consumer "
+        "can tell the newer of two facts whatever order the topics deliver them in.",
+    )
 
 
 class RejectionReason(BaseModel):
@@ -333,6 +346,9 @@ class PolicyActivated(Event):
     programmes: tuple[Programme, ...] = Field(description="Programmes covered.")
     coverage_start: date = Field(description="First day of cover.")
     monthly_premium: Rupiah = Field(description="Premium per month (JKK + JKM).")
+    membership: int = Field(
+        default=1, ge=1, description="The worker's membership it covers (WorkerEnrolled)."
+    )
 
 
 class PremiumPosted(Event):
@@ -583,6 +599,67 @@ class InvoiceVoided(Event):
     reason: str = Field(description="Why it was voided.")
 
 
+DEREGISTRATION_REASONS = ("DIED", "MOVED_OUT", "BECAME_WAGE_EARNER", "DUPLICATE", "REQUESTED")
+DeregistrationReason = Literal["DIED", "MOVED_OUT", "BECAME_WAGE_EARNER", "DUPLICATE", "REQUESTED"]
+
+
+class WorkerDetailsChanged(Event):
+    """A clerk changed a worker's contact or domicile details (within the city) or
+    declared income. Carries every changeable detail as it now stands, and which of
+    them changed; the contact is the one to use from now on."""
+
+    TOPIC: ClassVar[str] = topics.WORKER_DETAILS_CHANGED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["worker.details-changed"] = Field(
+        default="worker.details-changed", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    worker_id: uuid.UUID = Field(description="Perisai's id of the worker.")
+    participant_number: ParticipantNumber
+    revision: int = Field(ge=2, description="The worker record's revision after the change.")
+    changed: list[str] = Field(
+        min_length=1,
+        description="The details that changed: phone_e164, email, address, kecamatan_code, "
+        "kelurahan, preferred_language, declared_income.",
+        examples=[["phone_e164"]],
+    )
+    phone_e164: str = Field(
+        pattern=r"^\+628[0-9]{7,11}$",
+        description="Mobile number, E.164.",
+        examples=["+6281234567890"],
+    )
+    email: str | None = Field(default=None, description="Email address, if any.")
+    preferred_language: Language = Field(description="Message language.")
+    kecamatan_code: str = Field(max_length=16, description="Domicile kecamatan code, dotted.")
+    kelurahan: str = Field(max_length=100, description="Domicile kelurahan, official spelling.")
+    kelurahan_code: str = Field(max_length=16, description="Kemendagri code of the kelurahan.")
+    declared_income: Rupiah = Field(description="Declared monthly income.")
+
+
+class WorkerDeregistered(Event):
+    """A worker's membership ended (death, moving out of the city, becoming a wage
+    earner, a duplicate record, or at their request). Coverage ends the policy on
+    ``effective_date``; nothing is billed for the months after it. The worker may enrol again
+    later: a new membership under the same participant number."""
+
+    TOPIC: ClassVar[str] = topics.WORKER_DEREGISTERED
+    KEY_FIELD: ClassVar[str] = "worker_id"
+
+    event_type: Literal["worker.deregistered"] = Field(
+        default="worker.deregistered", description=EVENT_TYPE_DESCRIPTION
+    )
+    schema_version: SchemaVersion1 = 1
+    worker_id: uuid.UUID = Field(description="Perisai's id of the worker.")
+    participant_number: ParticipantNumber
+    revision: int = Field(ge=2, description="The worker record's revision after this.")
+    membership: int = Field(ge=1, description="The membership that ended.")
+    reason: DeregistrationReason = Field(description="Why the membership ended.")
+    effective_date: date = Field(
+        description="The last day of membership and of cover (for DIED, the date of death)."
+    )
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     EnrolmentRequested,
     WorkerEnrolled,
@@ -599,4 +676,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PolicyReinstated,
     PolicyEnded,
     PremiumReversed,
+    WorkerDetailsChanged,
+    WorkerDeregistered,
 )

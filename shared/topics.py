@@ -21,6 +21,8 @@ POLICY_LAPSED: Final = "policy.lapsed.v1"
 POLICY_REINSTATED: Final = "policy.reinstated.v1"
 POLICY_ENDED: Final = "policy.ended.v1"
 PREMIUM_REVERSED: Final = "premium.reversed.v1"
+WORKER_DETAILS_CHANGED: Final = "worker.details-changed.v1"
+WORKER_DEREGISTERED: Final = "worker.deregistered.v1"
 
 DEAD_LETTER_SUFFIX: Final = ".dlq"
 
@@ -46,8 +48,16 @@ EVENT_TOPICS: Final = (
     POLICY_REINSTATED,
     POLICY_ENDED,
     PREMIUM_REVERSED,
+    WORKER_DETAILS_CHANGED,
+    WORKER_DEREGISTERED,
 )
-CONSUMED_TOPICS: Final = (ENROLMENT_REQUESTED, WORKER_ENROLLED, POLICY_ACTIVATED)
+CONSUMED_TOPICS: Final = (
+    ENROLMENT_REQUESTED,
+    WORKER_ENROLLED,
+    POLICY_ACTIVATED,
+    WORKER_DETAILS_CHANGED,
+    WORKER_DEREGISTERED,
+)
 ALL_TOPICS: Final = EVENT_TOPICS + tuple(dead_letter_topic(t) for t in CONSUMED_TOPICS)
 
 # Partitions bound how many consumers of one group can work in parallel; keys

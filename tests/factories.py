@@ -28,6 +28,8 @@ from shared.events import (
     PremiumReversed,
     RejectionReason,
     RequestedWorker,
+    WorkerDeregistered,
+    WorkerDetailsChanged,
     WorkerEnrolled,
 )
 
@@ -301,6 +303,31 @@ premium_reversed = _sample(
     credit_account=f"payer:{CITY_CODE}",
     reason="invoice voided",
 )
+worker_details_changed = _sample(
+    WorkerDetailsChanged,
+    "worker-details-changed",
+    worker_id=uid("worker"),
+    participant_number=participant_number(1),
+    revision=2,
+    changed=["phone_e164"],
+    phone_e164="+6281311112222",
+    email=None,
+    preferred_language="id",
+    kecamatan_code="35.75.01",
+    kelurahan="Gadingrejo",
+    kelurahan_code="35.75.01.1009",
+    declared_income=1_000_000,
+)
+worker_deregistered = _sample(
+    WorkerDeregistered,
+    "worker-deregistered",
+    worker_id=uid("worker"),
+    participant_number=participant_number(1),
+    revision=2,
+    membership=1,
+    reason="DIED",
+    effective_date=date(2026, 6, 20),
+)
 
 
 SAMPLES: dict[type[Event], Callable[..., Event]] = {
@@ -319,6 +346,8 @@ SAMPLES: dict[type[Event], Callable[..., Event]] = {
     PolicyReinstated: policy_reinstated,
     PolicyEnded: policy_ended,
     PremiumReversed: premium_reversed,
+    WorkerDetailsChanged: worker_details_changed,
+    WorkerDeregistered: worker_deregistered,
 }
 """A valid sample of every event type, keyed by its class."""
 

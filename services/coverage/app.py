@@ -25,9 +25,9 @@ from services.coverage import (
     domain,
     invoices,
     ledger,
+    memberships,
     policies,
     reports,
-    service,
     spreadsheet,
     store,
 )
@@ -55,6 +55,7 @@ from shared.events import (
     PolicyReinstated,
     PremiumPosted,
     PremiumReversed,
+    WorkerDeregistered,
     WorkerEnrolled,
 )
 from shared.http import Problem, problem_response, problems, simple_problem
@@ -116,10 +117,30 @@ def create_app(resources: Resources) -> FastAPI:
         return datetime.now(timezone).date()
 
     async def handle_enrolled(conn: asyncpg.Connection, batch: list[WorkerEnrolled]) -> list[Event]:
-        return await service.activate(conn, batch, today())
+        return await memberships.enrolled(conn, batch, today())
+
+    async def handle_deregistered(
+        conn: asyncpg.Connection, batch: list[WorkerDeregistered]
+    ) -> list[Event]:
+        return await memberships.deregistered(conn, batch)
 
     consume_enrolled = resources.consumer("worker-enrolled", WorkerEnrolled, handle_enrolled)
+    consume_deregistered = resources.consumer(
+        "worker-deregistered", WorkerDeregistered, handle_deregistered
+    )
     broker = new_broker(settings, SPEC)
+
+    @batch_subscriber(
+        broker,
+        resources,
+        topics.WORKER_DEREGISTERED,
+        "worker-deregistered",
+        description="A deregistered worker's policy ends on the deregistration's date "
+        "(PolicyEnded); nothing is billed for the months after it, and postings already "
+        "made for them are reversed.",
+    )
+    async def on_worker_deregistered(message: KafkaMessage) -> None:
+        await consume_deregistered(message.raw_message)  # type: ignore[arg-type]
 
     @batch_subscriber(
         broker,
@@ -196,7 +217,7 @@ def create_app(resources: Resources) -> FastAPI:
 
     @app.get("/v1/workers/{worker_id}/policy", responses=problems(404, 422))
     async def worker_policy(worker_id: UUID) -> dict[str, object]:
-        """A worker's policy and its premium ledger entries."""
+        """A worker's policy (of their latest membership) and its premium ledger entries."""
         async with db.connection(pool) as conn:
             policy = await store.policy_of(conn, worker_id)
         if policy is None:

@@ -215,6 +215,8 @@ class Policy:
     status_reason: str | None = None
     payer: str = ""
     """The payer of its agreement, whose later agreements (renewals) go on paying."""
+    membership: int = 1
+    """The worker's membership it covers (a worker enrolling again gets a new policy)."""
 
 
 @dataclass(frozen=True)
@@ -292,9 +294,11 @@ def invoice_id_for(agreement_code: str, period: date) -> uuid.UUID:
     return uuid.uuid5(POLICY_NAMESPACE, f"invoice:{agreement_code}:{period:%Y-%m}")
 
 
-def policy_id_for(worker_id: uuid.UUID, agreement_code: str) -> uuid.UUID:
-    """Deterministic: redelivery or replay of an enrolment yields the same policy."""
-    return uuid.uuid5(POLICY_NAMESPACE, f"{worker_id}:{agreement_code}")
+def policy_id_for(worker_id: uuid.UUID, agreement_code: str, membership: int = 1) -> uuid.UUID:
+    """Deterministic: redelivery or replay of an enrolment yields the same policy. A
+    later membership of the worker has its own."""
+    name = f"{worker_id}:{agreement_code}"
+    return uuid.uuid5(POLICY_NAMESPACE, name if membership == 1 else f"{name}:{membership}")
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,7 @@ class Candidate:
     causation_id: uuid.UUID | None
     policy_id: uuid.UUID | None = None
     """The pending policy's id; None for a new enrolment."""
+    membership: int = 1
 
     @classmethod
     def enrolled(cls, event: WorkerEnrolled) -> Candidate:
@@ -324,6 +329,7 @@ class Candidate:
             occupation=event.occupation,
             correlation_id=event.correlation_id,
             causation_id=event.event_id,
+            membership=event.membership,
         )
 
     @classmethod
@@ -338,6 +344,7 @@ class Candidate:
             correlation_id=f"policy:{policy.policy_id}",
             causation_id=None,
             policy_id=policy.policy_id,
+            membership=policy.membership,
         )
 
 
@@ -450,7 +457,8 @@ def _policy(
 ) -> Policy:
     code = agreement.code if agreement else ""
     return Policy(
-        policy_id=enrolled.policy_id or policy_id_for(enrolled.worker_id, code),
+        policy_id=enrolled.policy_id
+        or policy_id_for(enrolled.worker_id, code, enrolled.membership),
         worker_id=enrolled.worker_id,
         participant_number=enrolled.participant_number,
         agreement_code=code,
@@ -461,6 +469,7 @@ def _policy(
         occupation=enrolled.occupation,
         status_reason=reason,
         payer=agreement.payer if agreement else "",
+        membership=enrolled.membership,
     )
 
 
@@ -480,6 +489,7 @@ def activated_event(
         programmes=agreement.programmes,  # type: ignore[arg-type]
         coverage_start=policy.coverage_start,
         monthly_premium=premium.total,
+        membership=policy.membership,
     )
 
 

@@ -23,7 +23,10 @@ async def activate(
 ) -> list[Event]:
     known = await store.workers_with_policies(conn, [e.worker_id for e in enrolments])
     # Sorted by worker so concurrent batches take row locks in the same order.
-    ordered = sorted((e for e in enrolments if e.worker_id not in known), key=lambda e: e.worker_id)
+    ordered = sorted(
+        (e for e in enrolments if (e.worker_id, e.membership) not in known),
+        key=lambda e: e.worker_id,
+    )
     candidates = [domain.Candidate.enrolled(e) for e in ordered]
     return await admit(conn, candidates, today, store.insert_policies)
 

@@ -72,11 +72,76 @@ async def commit_amounts(conn: asyncpg.Connection, amounts: Mapping[str, int]) -
     )
 
 
-async def workers_with_policies(conn: asyncpg.Connection, worker_ids: Sequence[UUID]) -> set[UUID]:
+async def workers_with_policies(
+    conn: asyncpg.Connection, worker_ids: Sequence[UUID]
+) -> set[tuple[UUID, int]]:
+    """The (worker, membership) pairs that already have a policy."""
     rows = await conn.fetch(
-        "SELECT worker_id FROM policies WHERE worker_id = ANY($1::uuid[])", list(worker_ids)
+        "SELECT worker_id, membership FROM policies WHERE worker_id = ANY($1::uuid[])",
+        list(worker_ids),
     )
-    return {row["worker_id"] for row in rows}
+    return {(row["worker_id"], row["membership"]) for row in rows}
+
+
+async def open_policies_before(
+    conn: asyncpg.Connection, worker_id: UUID, membership: int
+) -> list[tuple[UUID, int]]:
+    """The worker's policies of earlier memberships that have not ended."""
+    rows = await conn.fetch(
+        """SELECT policy_id, membership FROM policies
+           WHERE worker_id = $1 AND membership < $2 AND status <> 'ended'""",
+        worker_id,
+        membership,
+    )
+    return [(row["policy_id"], row["membership"]) for row in rows]
+
+
+async def policy_of_membership(
+    conn: asyncpg.Connection, worker_id: UUID, membership: int
+) -> tuple[UUID, str] | None:
+    row = await conn.fetchrow(
+        "SELECT policy_id, status FROM policies WHERE worker_id = $1 AND membership = $2",
+        worker_id,
+        membership,
+    )
+    return None if row is None else (row["policy_id"], row["status"])
+
+
+async def record_deregistration(
+    conn: asyncpg.Connection,
+    worker_id: UUID,
+    membership: int,
+    effective_date: date,
+    reason: str,
+    event_id: UUID,
+) -> None:
+    await conn.execute(
+        """INSERT INTO deregistrations (worker_id, membership, effective_date, reason, event_id)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (worker_id, membership) DO NOTHING""",
+        worker_id,
+        membership,
+        effective_date,
+        reason,
+        event_id,
+    )
+
+
+async def deregistrations_of(
+    conn: asyncpg.Connection, workers: Sequence[tuple[UUID, int]]
+) -> dict[tuple[UUID, int], tuple[date, str]]:
+    """Recorded deregistrations of these (worker, membership) pairs."""
+    rows = await conn.fetch(
+        """SELECT d.worker_id, d.membership, d.effective_date, d.reason
+           FROM deregistrations d
+           JOIN unnest($1::uuid[], $2::int[]) AS t(w, m)
+             ON d.worker_id = t.w AND d.membership = t.m""",
+        [w for w, _ in workers],
+        [m for _, m in workers],
+    )
+    return {
+        (row["worker_id"], row["membership"]): (row["effective_date"], row["reason"])
+        for row in rows
+    }
 
 
 async def insert_policies(conn: asyncpg.Connection, policies: Sequence[Policy]) -> set[UUID]:
@@ -86,12 +151,12 @@ async def insert_policies(conn: asyncpg.Connection, policies: Sequence[Policy]) 
     rows = await conn.fetch(
         """INSERT INTO policies (policy_id, worker_id, participant_number, agreement_code,
                                  status, coverage_start, declared_income, kecamatan_code,
-                                 occupation, status_reason, payer)
-           SELECT p, w, n, nullif(a, ''), s, c, i, k, o, r, nullif(y, '') FROM unnest(
+                                 occupation, status_reason, payer, membership)
+           SELECT p, w, n, nullif(a, ''), s, c, i, k, o, r, nullif(y, ''), m FROM unnest(
                $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::date[],
-               $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[])
-               AS t(p, w, n, a, s, c, i, k, o, r, y)
-           ON CONFLICT (worker_id) DO NOTHING
+               $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::int[])
+               AS t(p, w, n, a, s, c, i, k, o, r, y, m)
+           ON CONFLICT (worker_id, membership) DO NOTHING
            RETURNING policy_id""",
         [p.policy_id for p in policies],
         [p.worker_id for p in policies],
@@ -104,6 +169,7 @@ async def insert_policies(conn: asyncpg.Connection, policies: Sequence[Policy]) 
         [p.occupation for p in policies],
         [p.status_reason for p in policies],
         [p.payer for p in policies],
+        [p.membership for p in policies],
     )
     return {row["policy_id"] for row in rows}
 
@@ -163,8 +229,9 @@ async def policy_of(conn: asyncpg.Connection, worker_id: UUID) -> dict[str, obje
     """A worker's policy with its ledger entries, oldest first."""
     policy = await conn.fetchrow(
         """SELECT policy_id, worker_id, participant_number, agreement_code, status,
-                  coverage_start, declared_income, kecamatan_code, occupation
-           FROM policies WHERE worker_id = $1""",
+                  coverage_start, coverage_end, status_reason, declared_income,
+                  kecamatan_code, occupation, membership
+           FROM policies WHERE worker_id = $1 ORDER BY membership DESC LIMIT 1""",
         worker_id,
     )
     if policy is None:
@@ -497,7 +564,7 @@ async def invoice_lines(conn: asyncpg.Connection, invoice_id: UUID) -> list[asyn
 
 POLICY_COLUMNS = """policy_id, worker_id, participant_number,
                     coalesce(agreement_code, '') AS agreement_code, status, coverage_start,
-                    declared_income, kecamatan_code, occupation, status_reason"""
+                    declared_income, kecamatan_code, occupation, status_reason, membership"""
 
 
 async def pending_policies(conn: asyncpg.Connection, reasons: Sequence[str]) -> list[Policy]:
@@ -549,6 +616,7 @@ async def policy_facts(
         f"""SELECT policy_id, worker_id, participant_number, agreement_code, status,
                    coverage_start
             FROM policies WHERE policy_id = $1 OR worker_id = $2
+            ORDER BY membership DESC LIMIT 1
             {"FOR NO KEY UPDATE" if lock else ""}""",
         policy_id,
         worker_id,

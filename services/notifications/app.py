@@ -24,6 +24,7 @@ from shared.events import (
     NotificationFailed,
     NotificationSent,
     PolicyActivated,
+    WorkerDetailsChanged,
     WorkerEnrolled,
 )
 from shared.http import problems
@@ -82,7 +83,16 @@ def create_app(resources: Resources) -> FastAPI:
         await service.policies_received(conn, batch, help_line)
         return []
 
+    async def handle_details_changed(
+        conn: asyncpg.Connection, batch: list[WorkerDetailsChanged]
+    ) -> list[Event]:
+        await service.details_changed(conn, batch)
+        return []
+
     prefix = settings.topic_prefix
+    consume_details_changed = resources.consumer(
+        "worker-details-changed", WorkerDetailsChanged, handle_details_changed
+    )
     consume_enrolled = resources.consumer("worker-enrolled", WorkerEnrolled, handle_enrolled)
     consume_activated = resources.consumer("policy-activated", PolicyActivated, handle_activated)
     broker = new_broker(settings, SPEC)
@@ -108,6 +118,17 @@ def create_app(resources: Resources) -> FastAPI:
     async def on_policy_activated(message: KafkaMessage) -> None:
         await consume_activated(message.raw_message)  # type: ignore[arg-type]
         sender.wake()
+
+    @batch_subscriber(
+        broker,
+        resources,
+        topics.WORKER_DETAILS_CHANGED,
+        "worker-details-changed",
+        description="A worker's new phone, email or language: every message from then on "
+        "goes there (the newest revision wins, whatever order the events arrive in).",
+    )
+    async def on_worker_details_changed(message: KafkaMessage) -> None:
+        await consume_details_changed(message.raw_message)  # type: ignore[arg-type]
 
     for event_type in (NotificationSent, NotificationFailed):
         broker.publisher(

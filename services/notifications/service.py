@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from services.notifications import domain, store
-from shared.events import PolicyActivated, WorkerEnrolled
+from shared.events import PolicyActivated, WorkerDetailsChanged, WorkerEnrolled
 
 
 async def contacts_received(
@@ -24,6 +24,13 @@ async def policies_received(
 ) -> int:
     ordered = sorted(activated, key=lambda e: e.worker_id)
     return await _queue(conn, await store.add_policies(conn, ordered), help_line)
+
+
+async def details_changed(
+    conn: asyncpg.Connection, changed: Sequence[WorkerDetailsChanged]
+) -> None:
+    """Messages from now on go to the worker's new contact."""
+    await store.change_contacts(conn, sorted(changed, key=lambda e: e.worker_id))
 
 
 async def _queue(

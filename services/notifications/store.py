@@ -14,11 +14,11 @@ from services.notifications.domain import (
     DeliveryUpdate,
     Message,
 )
-from shared.events import PolicyActivated, WorkerEnrolled
+from shared.events import PolicyActivated, WorkerDetailsChanged, WorkerEnrolled
 
 _COMPLETE = """RETURNING worker_id, policy_id, full_name, participant_number, nik_masked,
                          phone_e164, email, language, coverage_start, payer,
-                         correlation_id, policy_event_id"""
+                         correlation_id, policy_event_id, membership, policy_membership"""
 
 
 def _complete(rows: Sequence[asyncpg.Record]) -> list[Confirmation]:
@@ -38,7 +38,9 @@ def _complete(rows: Sequence[asyncpg.Record]) -> list[Confirmation]:
             causation_id=r["policy_event_id"],
         )
         for r in rows
-        if r["full_name"] is not None and r["policy_id"] is not None
+        if r["full_name"] is not None
+        and r["policy_id"] is not None
+        and r["membership"] == r["policy_membership"]
     ]
 
 
@@ -49,18 +51,21 @@ async def add_contacts(
     if not enrolled:
         return []
     rows = await conn.fetch(
-        f"""INSERT INTO confirmations (worker_id, full_name, participant_number, nik_masked,
-                                       phone_e164, email, language, correlation_id)
+        f"""INSERT INTO confirmations AS c (worker_id, full_name, participant_number,
+                                            nik_masked, phone_e164, email, language,
+                                            correlation_id, contact_revision, membership)
             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                 $6::text[], $7::text[], $8::text[])
+                                 $6::text[], $7::text[], $8::text[], $9::int[], $10::int[])
             ON CONFLICT (worker_id) DO UPDATE SET
-                full_name = excluded.full_name,
-                participant_number = excluded.participant_number,
-                nik_masked = excluded.nik_masked,
-                phone_e164 = excluded.phone_e164,
-                email = excluded.email,
-                language = excluded.language,
-                correlation_id = excluded.correlation_id,
+                full_name = {_IF_MEMBERSHIP.format(column="full_name")},
+                participant_number = {_IF_MEMBERSHIP.format(column="participant_number")},
+                nik_masked = {_IF_MEMBERSHIP.format(column="nik_masked")},
+                correlation_id = {_IF_MEMBERSHIP.format(column="correlation_id")},
+                membership = greatest(excluded.membership, c.membership),
+                phone_e164 = {_IF_NEWER.format(column="phone_e164")},
+                email = {_IF_NEWER.format(column="email")},
+                language = {_IF_NEWER.format(column="language")},
+                contact_revision = greatest(excluded.contact_revision, c.contact_revision),
                 updated_at = now()
             {_COMPLETE}""",
         [e.worker_id for e in enrolled],
@@ -71,8 +76,53 @@ async def add_contacts(
         [e.email for e in enrolled],
         [e.preferred_language for e in enrolled],
         [e.correlation_id for e in enrolled],
+        [e.revision for e in enrolled],
+        [e.membership for e in enrolled],
     )
     return _complete(rows)
+
+
+_IF_MEMBERSHIP = """CASE WHEN excluded.membership >= c.membership
+                         THEN excluded.{column} ELSE c.{column} END"""
+"""A column of the worker's identity: the newest membership's."""
+_IF_NEWER = """CASE WHEN excluded.contact_revision > c.contact_revision
+                    THEN excluded.{column} ELSE c.{column} END"""
+"""A contact column: the newest revision's (a details change may arrive first)."""
+
+
+async def change_contacts(
+    conn: asyncpg.Connection, changed: Sequence[WorkerDetailsChanged]
+) -> None:
+    """The newest contact of each worker, from now on: for later messages, and for those
+    queued and not yet sent (or waiting for a retry). A change that arrives before the
+    worker's enrolment is kept, and the enrolment then fills in the rest."""
+    if not changed:
+        return
+    await conn.execute(
+        f"""INSERT INTO confirmations AS c (worker_id, phone_e164, email, language,
+                                            contact_revision)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[])
+            ON CONFLICT (worker_id) DO UPDATE SET
+                phone_e164 = {_IF_NEWER.format(column="phone_e164")},
+                email = {_IF_NEWER.format(column="email")},
+                language = {_IF_NEWER.format(column="language")},
+                contact_revision = greatest(excluded.contact_revision, c.contact_revision),
+                updated_at = now()""",
+        [e.worker_id for e in changed],
+        [e.phone_e164 for e in changed],
+        [e.email for e in changed],
+        [e.preferred_language for e in changed],
+        [e.revision for e in changed],
+    )
+    await conn.execute(
+        """UPDATE deliveries d
+           SET recipient = CASE d.channel WHEN 'sms' THEN c.phone_e164 ELSE c.email END
+           FROM confirmations c
+           WHERE c.worker_id = ANY($1::uuid[]) AND d.worker_id = c.worker_id
+             AND d.status IN ('queued', 'retrying')
+             AND (d.channel = 'sms' OR c.email IS NOT NULL)""",
+        [e.worker_id for e in changed],
+    )
 
 
 async def add_policies(
@@ -82,14 +132,16 @@ async def add_policies(
     if not activated:
         return []
     rows = await conn.fetch(
-        f"""INSERT INTO confirmations (worker_id, policy_id, coverage_start, payer,
-                                       policy_event_id)
-            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::text[], $5::uuid[])
+        f"""INSERT INTO confirmations AS c (worker_id, policy_id, coverage_start, payer,
+                                            policy_event_id, policy_membership)
+            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::text[], $5::uuid[],
+                                 $6::int[])
             ON CONFLICT (worker_id) DO UPDATE SET
-                policy_id = excluded.policy_id,
-                coverage_start = excluded.coverage_start,
-                payer = excluded.payer,
-                policy_event_id = excluded.policy_event_id,
+                policy_id = {_IF_POLICY_MEMBERSHIP.format(column="policy_id")},
+                coverage_start = {_IF_POLICY_MEMBERSHIP.format(column="coverage_start")},
+                payer = {_IF_POLICY_MEMBERSHIP.format(column="payer")},
+                policy_event_id = {_IF_POLICY_MEMBERSHIP.format(column="policy_event_id")},
+                policy_membership = greatest(excluded.policy_membership, c.policy_membership),
                 updated_at = now()
             {_COMPLETE}""",
         [e.worker_id for e in activated],
@@ -97,8 +149,13 @@ async def add_policies(
         [e.coverage_start for e in activated],
         [e.payer for e in activated],
         [e.event_id for e in activated],
+        [e.membership for e in activated],
     )
     return _complete(rows)
+
+
+_IF_POLICY_MEMBERSHIP = """CASE WHEN excluded.policy_membership >= c.policy_membership
+                                THEN excluded.{column} ELSE c.{column} END"""
 
 
 async def queue(conn: asyncpg.Connection, messages: Sequence[Message]) -> int:

@@ -3,6 +3,7 @@ the same enrolment use case."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -12,13 +13,14 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import stamina
 import structlog
-from fastapi import Body, FastAPI, Header, HTTPException
+from fastapi import Body, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from services.registration import service, store
+from services.registration import membership, service, store
 from services.registration.domain import (
     AgeRule,
     Answer,
@@ -31,15 +33,20 @@ from services.registration.domain import (
     mask_nik,
     read_worker,
 )
+from services.registration.membership import WorkerNotFound
 from services.registration.settings import RegistrationSettings
 from shared import db, outbox, topics
 from shared.events import (
     PRINTABLE,
+    DeregistrationReason,
     EnrolmentRejected,
     EnrolmentRequested,
     Event,
+    Language,
     RejectionReason,
     RequestedWorker,
+    WorkerDeregistered,
+    WorkerDetailsChanged,
     WorkerEnrolled,
 )
 from shared.http import Problem, problem_response, problems
@@ -91,6 +98,26 @@ CorrelationId = Annotated[
         pattern=PRINTABLE,
         description="Follows the enrolment through every event it causes (default: the "
         "Idempotency-Key).",
+    ),
+]
+
+
+ParticipantNumberPath = Annotated[
+    str,
+    PathParam(
+        pattern=r"^[0-9]{11}$",
+        description="11 digits, the last a Luhn check digit.",
+        examples=["00000000018"],
+    ),
+]
+ActorHeader = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=128,
+        pattern=PRINTABLE,
+        description="Who makes the change (a clerk's user name), kept in the worker's "
+        "history; default 'api'.",
     ),
 ]
 
@@ -206,7 +233,58 @@ class WorkerOut(BaseModel):
     kelurahan: str
     kelurahan_code: str | None
     occupation: str
-    enrolled_on: date
+    enrolled_on: date = Field(description="When the current (or last) membership began.")
+    status: Literal["active", "deregistered"]
+    membership: int = Field(description="1, or more after enrolling again.")
+    revision: int = Field(description="How many times the record was written.")
+    deregistered_on: date | None = None
+    deregistration_reason: DeregistrationReason | None = None
+
+
+class WorkerChangesIn(BaseModel):
+    """The details to change; a field left out stays as it is. Checked by the enrolment
+    rules. Moving out of the city is a deregistration, not a change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str | None = Field(default=None, min_length=1, max_length=32)
+    email: str | None = Field(default=None, max_length=254, description="null removes it.")
+    address: str | None = Field(default=None, min_length=1, max_length=300)
+    kecamatan_code: str | None = Field(default=None, min_length=1, max_length=16)
+    kelurahan: str | None = Field(default=None, min_length=1, max_length=100)
+    preferred_language: Language | None = None
+    declared_income: int | None = Field(default=None, strict=True)
+
+    def requested(self) -> dict[str, Any]:
+        """The fields the request set (an explicit null only for email)."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return {k: v for k, v in given.items() if v is not None or k == "email"}
+
+
+class ChangedOut(BaseModel):
+    worker: WorkerOut
+    changed: list[str] = Field(description="The details that changed (empty: none did).")
+
+
+class DeregistrationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: DeregistrationReason = Field(description="Why the membership ends.")
+    effective_date: date = Field(
+        description="The last day of membership and of cover (for DIED, the date of "
+        "death); from the enrolment date to today."
+    )
+
+
+class HistoryOut(BaseModel):
+    revision: int
+    change: Literal["enrolled", "details_changed", "deregistered", "re_enrolled"]
+    changes: dict[str, Any] = Field(description="field: {from, to}.")
+    actor: str = Field(description="Who made the change (X-Actor, or the intake channel).")
+    request_id: str | None
+    effective_date: date | None
+    reason: str | None
+    recorded_at: datetime
 
 
 def create_app(resources: Resources) -> FastAPI:
@@ -259,7 +337,12 @@ def create_app(resources: Resources) -> FastAPI:
     async def on_enrolment_requested(message: KafkaMessage) -> None:
         await consume_requested(message.raw_message)  # type: ignore[arg-type]
 
-    for event_type in (WorkerEnrolled, EnrolmentRejected):
+    for event_type in (
+        WorkerEnrolled,
+        EnrolmentRejected,
+        WorkerDetailsChanged,
+        WorkerDeregistered,
+    ):
         broker.publisher(
             settings.topic_prefix + event_type.TOPIC,
             schema=event_type,
@@ -341,27 +424,123 @@ def create_app(resources: Resources) -> FastAPI:
             raise HTTPException(404, "no enrolment request answered under this id")
         return RequestStatusOut.of_status(status)
 
-    @app.get("/v1/workers/{participant_number}", responses=problems(404, 422))
-    async def get_worker(
-        participant_number: Annotated[
-            str,
-            PathParam(
-                pattern=r"^[0-9]{11}$",
-                description="11 digits, the last a Luhn check digit.",
-                examples=["00000000018"],
-            ),
-        ],
-    ) -> WorkerOut:
-        """A worker's record, the NIK masked."""
-        if not is_valid_participant_number(participant_number):
-            raise HTTPException(422, "not a valid participant number (11 digits, Luhn)")
-        async with db.connection(pool) as conn:
-            row = await store.worker_summary(conn, participant_number)
+    async def worker_out(conn: asyncpg.Connection, participant_number: str) -> WorkerOut:
+        row = await store.worker_summary(conn, participant_number)
         if row is None:
             raise HTTPException(404, "no worker with this participant number")
         return WorkerOut(
             **{k: v for k, v in row.items() if k != "nik"}, nik_masked=mask_nik(row["nik"])
         )
+
+    def checked(participant_number: str) -> str:
+        if not is_valid_participant_number(participant_number):
+            raise HTTPException(422, "not a valid participant number (11 digits, Luhn)")
+        return participant_number
+
+    async def changing(work: Callable[[asyncpg.Connection], Awaitable[Event | None]]) -> None:
+        """Run a change in a transaction, its event to the outbox; the rules' refusals
+        become problem answers."""
+        try:
+            async with db.transaction(pool) as conn:
+                event = await work(conn)
+                if event is not None:
+                    await outbox.enqueue_events(conn, [event])
+        except WorkerNotFound as error:
+            raise HTTPException(404, str(error)) from None
+
+    @app.get("/v1/workers/{participant_number}", responses=problems(404, 422))
+    async def get_worker(participant_number: ParticipantNumberPath) -> WorkerOut:
+        """A worker's record, the NIK masked."""
+        async with db.connection(pool) as conn:
+            return await worker_out(conn, checked(participant_number))
+
+    @app.patch("/v1/workers/{participant_number}", responses=problems(400, 404, 409, 422))
+    async def change_worker(
+        participant_number: ParticipantNumberPath,
+        body: WorkerChangesIn,
+        x_actor: ActorHeader = None,
+        x_correlation_id: CorrelationId = None,
+    ) -> ChangedOut:
+        """Change a worker's phone, email, address (within the city: kecamatan_code and
+        kelurahan), preferred language or declared income. Emits WorkerDetailsChanged
+        (notifications uses the new contact from then on) and keeps the change in the
+        worker's history. The same change again changes nothing and emits nothing. 422
+        (/problems/change-rejected) with every reason; 409 for a deregistered worker."""
+        number = checked(participant_number)
+        done: list[str] = []
+
+        async def work(conn: asyncpg.Connection) -> Event | None:
+            result = await membership.change_details(
+                conn, number, body.requested(), x_actor or "api", x_correlation_id or number
+            )
+            done.extend(result.changed)
+            return result.event
+
+        await changing(work)
+        async with db.connection(pool) as conn:
+            return ChangedOut(worker=await worker_out(conn, number), changed=done)
+
+    @app.post(
+        "/v1/workers/{participant_number}/deregistration", responses=problems(400, 404, 409, 422)
+    )
+    async def deregister_worker(
+        participant_number: ParticipantNumberPath,
+        body: DeregistrationIn,
+        x_actor: ActorHeader = None,
+        x_correlation_id: CorrelationId = None,
+    ) -> WorkerOut:
+        """End a worker's membership (DIED, MOVED_OUT, BECAME_WAGE_EARNER, DUPLICATE,
+        REQUESTED) on a date: emits WorkerDeregistered, and coverage ends the policy on
+        that date (nothing billed for later months). The same deregistration again is
+        a no-op; another one for a deregistered worker is a 409. The NIK may enrol again
+        later: a new membership under the same participant number."""
+        number = checked(participant_number)
+
+        async def work(conn: asyncpg.Connection) -> Event | None:
+            return await membership.deregister(
+                conn,
+                number,
+                body.reason,
+                body.effective_date,
+                x_actor or "api",
+                x_correlation_id or number,
+                today(),
+            )
+
+        await changing(work)
+        async with db.connection(pool) as conn:
+            return await worker_out(conn, number)
+
+    @app.get("/v1/workers/{participant_number}/history", responses=problems(404, 422))
+    async def worker_history(participant_number: ParticipantNumberPath) -> list[HistoryOut]:
+        """Every change to the worker, oldest first: who, when, what (from, to)."""
+        number = checked(participant_number)
+        async with db.connection(pool) as conn:
+            await worker_out(conn, number)
+            return [HistoryOut(**row) for row in await store.history(conn, number)]
+
+    @app.exception_handler(membership.ChangeInvalid)
+    async def on_change_invalid(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, membership.ChangeInvalid)
+        problem = Problem(
+            type="/problems/change-rejected",
+            title="Change rejected",
+            status=422,
+            detail=str(error),
+            reasons=error.reasons,
+        )
+        return problem_response(problem)
+
+    @app.exception_handler(membership.ChangeRefused)
+    async def on_change_refused(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, membership.ChangeRefused)
+        problem = Problem(
+            type=f"/problems/{error.code.lower().replace('_', '-')}",
+            title=error.code.replace("_", " ").capitalize(),
+            status=409,
+            detail=error.detail,
+        )
+        return problem_response(problem)
 
     @app.get("/v1/summary", responses=problems())
     async def summary() -> dict[str, object]:

@@ -391,23 +391,28 @@ reorder what a clerk sees (Cf), cannot be stored (NUL) or mean nothing yet (Cn).
 surrogates (Cs) are not even text: the schema refuses them (see _schema_reason)."""
 
 
+def invisible_characters(name: str, value: str | None) -> RejectionReason | None:
+    """TEXT_INVALID if the field's text holds characters a clerk cannot see."""
+    allowed = LINE_BREAKS if name in MULTILINE_FIELDS else frozenset()
+    found = sorted(
+        {
+            category
+            for c in value or ""
+            if (category := unicodedata.category(c)) in INVISIBLE_CATEGORIES and c not in allowed
+        }
+    )
+    if not found:
+        return None
+    what = ", ".join(INVISIBLE_CATEGORIES[category] for category in found)
+    return reason("TEXT_INVALID", name, f"contains {what}")
+
+
 def validate_text(request: RequestedWorker) -> list[RejectionReason]:
-    reasons = []
-    for name in TEXT_FIELDS:
-        allowed = LINE_BREAKS if name in MULTILINE_FIELDS else frozenset()
-        value = getattr(request, name) or ""
-        found = sorted(
-            {
-                category
-                for c in value
-                if (category := unicodedata.category(c)) in INVISIBLE_CATEGORIES
-                and c not in allowed
-            }
-        )
-        if found:
-            what = ", ".join(INVISIBLE_CATEGORIES[category] for category in found)
-            reasons.append(reason("TEXT_INVALID", name, f"contains {what}"))
-    return reasons
+    return [
+        problem
+        for name in TEXT_FIELDS
+        if (problem := invisible_characters(name, getattr(request, name))) is not None
+    ]
 
 
 SCHEMA_REASON_CODES: Final[dict[str, str]] = {
@@ -602,6 +607,18 @@ def validate(
     )
 
 
+@dataclass(frozen=True)
+class Numbered:
+    """A worker stored under its participant number: a first membership, or a later one
+    of a deregistered worker enrolling again (its own worker id and number kept)."""
+
+    command: EnrolmentCommand
+    worker: ValidWorker
+    participant_number: str
+    membership: int = 1
+    revision: int = 1
+
+
 @dataclass
 class Decision:
     """What to do with a batch of new requests."""
@@ -640,9 +657,8 @@ def duplicate(command: EnrolmentCommand, participant: str | None) -> Rejected:
     )
 
 
-def enrolled_event(
-    command: EnrolmentCommand, worker: ValidWorker, number: str, today: date
-) -> WorkerEnrolled:
+def enrolled_event(stored: Numbered, today: date) -> WorkerEnrolled:
+    command, worker, number = stored.command, stored.worker, stored.participant_number
     request = worker.request
     return WorkerEnrolled(
         event_id=derive_event_id("worker.enrolled", command.request_id),
@@ -663,6 +679,8 @@ def enrolled_event(
         email=worker.email,
         preferred_language=request.preferred_language,
         enrolled_on=today,
+        membership=stored.membership,
+        revision=stored.revision,
     )
 
 
@@ -680,10 +698,10 @@ def rejected_event(command: EnrolmentCommand, rejected: Rejected) -> EnrolmentRe
 
 
 def events_for(
-    stored: Iterable[tuple[EnrolmentCommand, ValidWorker, str]],
+    stored: Iterable[Numbered],
     rejected: Iterable[tuple[EnrolmentCommand, Rejected]],
     today: date,
 ) -> list[Event]:
-    events: list[Event] = [enrolled_event(c, w, n, today) for c, w, n in stored]
+    events: list[Event] = [enrolled_event(entry, today) for entry in stored]
     events += [rejected_event(c, r) for c, r in rejected]
     return events

@@ -101,6 +101,14 @@ REASONS: Final[dict[str, Meaning]] = {
     ),
     "FIELD_UNKNOWN": Meaning("A field the schema does not know.", "Kolom tidak dikenal."),
     "WORKER_INVALID": Meaning("The worker is not a JSON object.", "Data pekerja bukan objek JSON."),
+    "EFFECTIVE_DATE_BEFORE_ENROLMENT": Meaning(
+        "A deregistration cannot take effect before the membership began.",
+        "Tanggal berlaku penghapusan tidak boleh sebelum tanggal pendaftaran.",
+    ),
+    "EFFECTIVE_DATE_IN_FUTURE": Meaning(
+        "A deregistration is recorded once it has happened, not ahead.",
+        "Penghapusan dicatat setelah terjadi, bukan sebelumnya.",
+    ),
     "IDEMPOTENCY_CONFLICT": Meaning(
         "The request id was already used for a different request.",
         "ID permintaan sudah dipakai untuk permintaan lain.",

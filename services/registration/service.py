@@ -17,6 +17,7 @@ from services.registration.domain import (
     Conflict,
     Enrolled,
     EnrolmentCommand,
+    Numbered,
     Outcome,
     Rejected,
     ValidWorker,
@@ -52,18 +53,27 @@ async def enrol(
     niks = [nik for c in new if (nik := c.nik) is not None and domain.is_nik_shaped(nik)]
     enrolled_niks = await store.participants_by_nik(conn, niks)
     decision = domain.decide(new, enrolled_niks, today, ages)
-    sequence = await store.next_participant_sequence(conn, len(decision.to_store))
+    returning = await store.deregistered_by_nik(conn, [w.nik for _, w in decision.to_store])
+    first_time = [(c, w) for c, w in decision.to_store if w.nik not in returning]
+    sequence = await store.next_participant_sequence(conn, len(first_time))
     numbered = [
-        (command, worker, domain.participant_number(value))
-        for (command, worker), value in zip(decision.to_store, sequence, strict=True)
+        Numbered(command, worker, domain.participant_number(value))
+        for (command, worker), value in zip(first_time, sequence, strict=True)
     ]
     inserted = await store.insert_workers(conn, numbered, today)
-    stored = [entry for entry in numbered if entry[1].nik in inserted]
-    rejected = decision.rejected + await _lost_races(conn, numbered, inserted)
+    stored = [entry for entry in numbered if entry.worker.nik in inserted]
+    again = [(c, w) for c, w in decision.to_store if w.nik in returning]
+    stored += await store.reenrol_workers(conn, again, today)
+    attempted = [(c, w) for c, w in decision.to_store]
+    rejected = decision.rejected + await _lost_races(conn, attempted, stored)
+    await store.record_history(conn, stored)
 
     outcomes: dict[str, Outcome] = dict(known)
-    for command, worker, number in stored:
-        outcomes[command.request_id] = Enrolled(command.request_id, worker.worker_id, number)
+    for entry in stored:
+        request_id = entry.command.request_id
+        outcomes[request_id] = Enrolled(
+            request_id, entry.worker.worker_id, entry.participant_number
+        )
     for command, rejection in rejected:
         outcomes[command.request_id] = rejection
     await store.record_outcomes(conn, [(c, outcomes[c.request_id]) for c in new])
@@ -73,11 +83,12 @@ async def enrol(
 
 async def _lost_races(
     conn: asyncpg.Connection,
-    numbered: list[tuple[EnrolmentCommand, ValidWorker, str]],
-    inserted: set[str],
+    attempted: list[tuple[EnrolmentCommand, ValidWorker]],
+    stored: list[Numbered],
 ) -> list[tuple[EnrolmentCommand, Rejected]]:
     """Requests whose NIK a concurrent transaction enrolled first: duplicates too."""
-    lost = [(command, worker) for command, worker, _ in numbered if worker.nik not in inserted]
+    done = {entry.worker.nik for entry in stored}
+    lost = [(command, worker) for command, worker in attempted if worker.nik not in done]
     if not lost:
         return []
     winners = await store.participants_by_nik(conn, [worker.nik for _, worker in lost])

@@ -4,14 +4,18 @@ caller's transaction."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date
+from uuid import UUID
 
 import asyncpg
 
+from services.registration.changes import WorkerDetails, WorkerState
 from services.registration.domain import (
     Enrolled,
     EnrolmentCommand,
+    Numbered,
     Outcome,
     Rejected,
     RequestStatus,
@@ -54,10 +58,22 @@ async def request_status(conn: asyncpg.Connection, request_id: str) -> RequestSt
 
 
 async def participants_by_nik(conn: asyncpg.Connection, niks: Sequence[str]) -> dict[str, str]:
+    """Participant numbers of the members (not the deregistered) holding these NIKs."""
     rows = await conn.fetch(
-        "SELECT nik, participant_number FROM workers WHERE nik = ANY($1::text[])", list(niks)
+        """SELECT nik, participant_number FROM workers
+           WHERE nik = ANY($1::text[]) AND status = 'active'""",
+        list(niks),
     )
     return {row["nik"]: row["participant_number"] for row in rows}
+
+
+async def deregistered_by_nik(conn: asyncpg.Connection, niks: Sequence[str]) -> set[str]:
+    """Which of these NIKs belong to deregistered workers (who may enrol again)."""
+    rows = await conn.fetch(
+        """SELECT nik FROM workers WHERE nik = ANY($1::text[]) AND status = 'deregistered'""",
+        list(niks),
+    )
+    return {row["nik"] for row in rows}
 
 
 async def next_participant_sequence(conn: asyncpg.Connection, count: int) -> list[int]:
@@ -70,14 +86,13 @@ async def next_participant_sequence(conn: asyncpg.Connection, count: int) -> lis
 
 
 async def insert_workers(
-    conn: asyncpg.Connection,
-    workers: Sequence[tuple[EnrolmentCommand, ValidWorker, str]],
-    enrolled_on: date,
+    conn: asyncpg.Connection, numbered: Sequence[Numbered], enrolled_on: date
 ) -> set[str]:
     """Insert workers; return the NIKs inserted. A NIK another transaction enrolled
     first is skipped (the unique NIK index decides the race)."""
-    if not workers:
+    if not numbered:
         return set()
+    workers = [(n.command, n.worker, n.participant_number) for n in numbered]
     rows = await conn.fetch(
         """INSERT INTO workers (worker_id, participant_number, nik, full_name, birth_date,
                                 gender, address, kelurahan, kecamatan_code, phone_e164,
@@ -110,6 +125,78 @@ async def insert_workers(
     return {row["nik"] for row in rows}
 
 
+async def reenrol_workers(
+    conn: asyncpg.Connection,
+    workers: Sequence[tuple[EnrolmentCommand, ValidWorker]],
+    enrolled_on: date,
+) -> list[Numbered]:
+    """Start a new membership for deregistered workers enrolling again: the record takes
+    the new request's details, keeps its worker id and participant number. A NIK another
+    transaction re-enrolled first is skipped (the row lock and status decide the race)."""
+    if not workers:
+        return []
+    rows = await conn.fetch(
+        """UPDATE workers w SET
+               status = 'active', membership = w.membership + 1, revision = w.revision + 1,
+               deregistered_on = NULL, deregistration_reason = NULL,
+               full_name = u.full_name, address = u.address, kelurahan = u.kelurahan,
+               kelurahan_code = u.kelurahan_code, kecamatan_code = u.kecamatan_code,
+               phone_e164 = u.phone_e164, email = u.email, occupation = u.occupation,
+               declared_income = u.declared_income, preferred_language = u.preferred_language,
+               request_id = u.request_id, enrolled_on = $13
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                       $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
+                       $11::text[], $12::text[])
+                AS u(nik, full_name, address, kelurahan, kelurahan_code, kecamatan_code,
+                     phone_e164, email, occupation, declared_income, preferred_language,
+                     request_id)
+           WHERE w.nik = u.nik AND w.status = 'deregistered'
+           RETURNING w.nik, w.worker_id, w.participant_number, w.membership, w.revision""",
+        [w.nik for _, w in workers],
+        [w.request.full_name.strip() for _, w in workers],
+        [w.request.address.strip() for _, w in workers],
+        [w.domicile.kelurahan.name for _, w in workers],
+        [w.domicile.kelurahan.code for _, w in workers],
+        [w.domicile.kecamatan_code for _, w in workers],
+        [w.phone_e164 for _, w in workers],
+        [w.email for _, w in workers],
+        [w.request.occupation for _, w in workers],
+        [w.request.declared_income for _, w in workers],
+        [w.request.preferred_language for _, w in workers],
+        [c.request_id for c, _ in workers],
+        enrolled_on,
+    )
+    by_nik = {row["nik"]: row for row in rows}
+    return [
+        Numbered(
+            command,
+            replace(worker, worker_id=row["worker_id"]),
+            row["participant_number"],
+            row["membership"],
+            row["revision"],
+        )
+        for command, worker in workers
+        if (row := by_nik.get(worker.nik)) is not None
+    ]
+
+
+async def record_history(conn: asyncpg.Connection, stored: Sequence[Numbered]) -> None:
+    """The history row of each enrolment (a first one, or a membership again)."""
+    if not stored:
+        return
+    await conn.execute(
+        """INSERT INTO worker_history (worker_id, revision, change, actor, request_id)
+           SELECT w, r, CASE WHEN m = 1 THEN 'enrolled' ELSE 're_enrolled' END, a, q
+           FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[])
+                AS t(w, r, m, a, q)""",
+        [entry.worker.worker_id for entry in stored],
+        [entry.revision for entry in stored],
+        [entry.membership for entry in stored],
+        [entry.command.source for entry in stored],
+        [entry.command.request_id for entry in stored],
+    )
+
+
 async def record_outcomes(
     conn: asyncpg.Connection, outcomes: Sequence[tuple[EnrolmentCommand, Outcome]]
 ) -> None:
@@ -138,10 +225,104 @@ async def record_outcomes(
     )
 
 
+_STATE_COLUMNS = """worker_id, participant_number, status, membership, revision, enrolled_on,
+    deregistered_on, deregistration_reason, phone_e164, email, address, kecamatan_code,
+    kelurahan, kelurahan_code, preferred_language, declared_income"""
+
+
+async def lock_worker(conn: asyncpg.Connection, participant_number: str) -> WorkerState | None:
+    """The worker's state, its row locked until the transaction ends (changes to one
+    worker happen one after another)."""
+    row = await conn.fetchrow(
+        f"SELECT {_STATE_COLUMNS} FROM workers WHERE participant_number = $1 FOR UPDATE",
+        participant_number,
+    )
+    if row is None:
+        return None
+    details = WorkerDetails(
+        **{name: row[name] for name in WorkerDetails.__dataclass_fields__}  # type: ignore[arg-type]
+    )
+    state = {name: row[name] for name in WorkerState.__dataclass_fields__ if name != "details"}
+    return WorkerState(**state, details=details)  # type: ignore[arg-type]
+
+
+async def update_details(
+    conn: asyncpg.Connection, worker_id: UUID, details: WorkerDetails, revision: int
+) -> None:
+    await conn.execute(
+        """UPDATE workers SET phone_e164 = $2, email = $3, address = $4, kecamatan_code = $5,
+                              kelurahan = $6, kelurahan_code = $7, preferred_language = $8,
+                              declared_income = $9, revision = $10
+           WHERE worker_id = $1""",
+        worker_id,
+        details.phone_e164,
+        details.email,
+        details.address,
+        details.kecamatan_code,
+        details.kelurahan,
+        details.kelurahan_code,
+        details.preferred_language,
+        details.declared_income,
+        revision,
+    )
+
+
+async def deregister(
+    conn: asyncpg.Connection, worker_id: UUID, reason: str, on: date, revision: int
+) -> None:
+    await conn.execute(
+        """UPDATE workers SET status = 'deregistered', deregistered_on = $3,
+                              deregistration_reason = $2, revision = $4
+           WHERE worker_id = $1""",
+        worker_id,
+        reason,
+        on,
+        revision,
+    )
+
+
+async def append_history(
+    conn: asyncpg.Connection,
+    worker_id: UUID,
+    revision: int,
+    change: str,
+    changes: Mapping[str, object],
+    actor: str,
+    *,
+    effective_date: date | None = None,
+    reason: str | None = None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO worker_history (worker_id, revision, change, changes, actor,
+                                       effective_date, reason)
+           VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)""",
+        worker_id,
+        revision,
+        change,
+        json.dumps(changes, default=str),
+        actor,
+        effective_date,
+        reason,
+    )
+
+
+async def history(conn: asyncpg.Connection, participant_number: str) -> list[dict[str, object]]:
+    rows = await conn.fetch(
+        """SELECT h.revision, h.change, h.changes::text AS changes, h.actor, h.request_id,
+                  h.effective_date, h.reason, h.recorded_at
+           FROM worker_history h JOIN workers w USING (worker_id)
+           WHERE w.participant_number = $1
+           ORDER BY h.revision""",
+        participant_number,
+    )
+    return [{**dict(row), "changes": json.loads(row["changes"])} for row in rows]
+
+
 async def worker_summary(conn: asyncpg.Connection, participant_number: str) -> dict | None:
     row = await conn.fetchrow(
         """SELECT worker_id, participant_number, nik, full_name, kecamatan_code, kelurahan,
-                  kelurahan_code, occupation, enrolled_on
+                  kelurahan_code, occupation, enrolled_on, status, membership, revision,
+                  deregistered_on, deregistration_reason
            FROM workers WHERE participant_number = $1""",
         participant_number,
     )

@@ -8,6 +8,7 @@ import json
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -159,3 +160,110 @@ async def test_an_upstream_request_id_reused_for_another_worker_is_not_answered_
     async with httpx.AsyncClient(base_url=config.registration_url) as client:
         status = (await client.get(f"/v1/enrolments/{request_id}")).json()
     assert (status["outcome"], status["source"]) == ("enrolled", "upstream")
+
+
+async def test_a_change_and_a_deregistration_reach_coverage_and_notifications(
+    local_stack: LocalStack,
+) -> None:
+    """PATCH a phone: notifications holds the new one. Deregister: coverage ends the
+    policy. Enrol again: the same participant number, a new policy, and a confirmation
+    SMS to the number given this time."""
+    config = local_stack.config
+    worker = unique_worker()
+    async with httpx.AsyncClient(timeout=10) as client:
+        created = await client.post(
+            f"{config.registration_url}/v1/enrolments",
+            json=worker.model_dump(mode="json"),
+            headers={"Idempotency-Key": f"life-{uuid.uuid4()}"},
+        )
+        assert created.status_code == 201, created.text
+        number, worker_id = created.json()["participant_number"], created.json()["worker_id"]
+        policy_url = f"{config.coverage_url}/v1/workers/{worker_id}/policy"
+
+        async def policy() -> dict[str, Any] | None:
+            response = await client.get(policy_url)
+            return response.json() if response.status_code == 200 else None
+
+        await eventually(
+            policy,
+            lambda p: p is not None and p["status"] == "active",
+            timeout_s=60,
+            interval_s=0.5,
+            what="an active policy",
+        )
+        new_phone = "0813" + worker.phone[4:]
+        changed = await client.patch(
+            f"{config.registration_url}/v1/workers/{number}",
+            json={"phone": new_phone},
+            headers={"X-Actor": "clerk.e2e"},
+        )
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["changed"] == ["phone_e164"]
+
+        conn = await asyncpg.connect(config.database_url)
+        try:
+
+            async def contact() -> str | None:
+                return await conn.fetchval(
+                    "SELECT phone_e164 FROM notifications.confirmations WHERE worker_id = $1",
+                    uuid.UUID(worker_id),
+                )
+
+            await eventually(
+                contact,
+                lambda phone: phone == "+62" + new_phone[1:],
+                timeout_s=60,
+                interval_s=0.5,
+                what="notifications holding the new phone",
+            )
+        finally:
+            await conn.close()
+
+        enrolled_on = created_on = (
+            await client.get(f"{config.registration_url}/v1/workers/{number}")
+        ).json()["enrolled_on"]
+        gone = await client.post(
+            f"{config.registration_url}/v1/workers/{number}/deregistration",
+            json={"reason": "MOVED_OUT", "effective_date": enrolled_on},
+        )
+        assert gone.status_code == 200, gone.text
+        ended = await eventually(
+            policy,
+            lambda p: p is not None and p["status"] == "ended",
+            timeout_s=60,
+            interval_s=0.5,
+            what="the policy ended",
+        )
+        assert ended["coverage_end"] == created_on
+
+        back_phone = "0857" + worker.phone[4:]
+        back = await client.post(
+            f"{config.registration_url}/v1/enrolments",
+            json={**worker.model_dump(mode="json"), "phone": back_phone},
+            headers={"Idempotency-Key": f"life-{uuid.uuid4()}"},
+        )
+        assert back.status_code == 201, back.text
+        assert back.json()["participant_number"] == number
+        again = await eventually(
+            policy,
+            lambda p: p is not None and p["status"] == "active",
+            timeout_s=60,
+            interval_s=0.5,
+            what="a new active policy",
+        )
+        assert again["policy_id"] != ended["policy_id"]
+
+        async def sms_to_new_number() -> list[dict[str, Any]]:
+            response = await client.get(
+                f"{config.sms_url}/v1/messages", params={"to": "+62" + back_phone[1:]}
+            )
+            return list(response.json()["messages"])
+
+        [sms] = await eventually(
+            sms_to_new_number,
+            lambda found: len(found) >= 1,
+            timeout_s=60,
+            interval_s=0.5,
+            what="a confirmation SMS for the new membership",
+        )
+        assert number in sms["text"]

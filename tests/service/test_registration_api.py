@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from typing import Any, cast
 
 import asyncpg
@@ -164,3 +165,200 @@ async def test_the_status_of_any_request_by_its_id(api: httpx.AsyncClient) -> No
     assert [r["code"] for r in rejected.json()["reasons"]] == ["PHONE_INVALID"]
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def enrolled(api: httpx.AsyncClient, **changes: Any) -> str:
+    response = await api.post(
+        "/v1/enrolments",
+        json=worker_json(**changes),
+        headers={"Idempotency-Key": f"key-{uuid.uuid4()}"},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["participant_number"])
+
+
+async def test_a_change_of_contact_is_validated_stored_announced_and_kept_in_history(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    number = await enrolled(api)
+    response = await api.patch(
+        f"/v1/workers/{number}",
+        json={
+            "phone": "+62 813-1111-2222",
+            "email": "Siti@Example.com",
+            "preferred_language": "en",
+        },
+        headers={"X-Actor": "clerk.ani"},
+    )
+    again = await api.patch(f"/v1/workers/{number}", json={"phone": "081311112222"})
+
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["changed"]) == ["email", "phone_e164", "preferred_language"]
+    assert response.json()["worker"]["revision"] == 2
+    assert again.status_code == 200 and again.json()["changed"] == []  # the same again
+    [event] = await events(pool, "worker.details-changed")
+    assert (event["phone_e164"], event["email"], event["preferred_language"]) == (
+        "+6281311112222",
+        "Siti@example.com",
+        "en",
+    )
+    assert event["revision"] == 2 and event["participant_number"] == number
+    history = (await api.get(f"/v1/workers/{number}/history")).json()
+    assert [(h["revision"], h["change"], h["actor"]) for h in history] == [
+        (1, "enrolled", "api"),
+        (2, "details_changed", "clerk.ani"),
+    ]
+    assert history[1]["changes"]["phone_e164"] == {"from": "+6281234567890", "to": "+6281311112222"}
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await pool.execute("UPDATE worker_history SET actor = 'someone else'")
+
+
+async def test_a_move_within_the_city_needs_a_kelurahan_of_the_new_kecamatan(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    number = await enrolled(api)
+    alone = await api.patch(f"/v1/workers/{number}", json={"kecamatan_code": "35.75.03"})
+    moved = await api.patch(
+        f"/v1/workers/{number}",
+        json={"kecamatan_code": "357503", "kelurahan": "tapaan", "address": "Jl. Kepel 3"},
+    )
+    assert alone.status_code == 422
+    assert [r["code"] for r in alone.json()["reasons"]] == ["DOMICILE_KELURAHAN_MISMATCH"]
+    assert alone.json()["type"] == "/problems/change-rejected"
+    assert moved.status_code == 200, moved.text
+    worker = moved.json()["worker"]
+    assert (worker["kecamatan_code"], worker["kelurahan"], worker["kelurahan_code"]) == (
+        "35.75.03",
+        "Tapa'an",
+        "35.75.03.1003",
+    )
+    [event] = await events(pool, "worker.details-changed")
+    assert sorted(event["changed"]) == ["address", "kecamatan_code", "kelurahan", "kelurahan_code"]
+
+
+async def test_a_change_breaking_rules_is_refused_with_every_reason_and_changes_nothing(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    number = await enrolled(api)
+    response = await api.patch(
+        f"/v1/workers/{number}",
+        json={"phone": "0343-412345", "email": "not an email", "declared_income": 50},
+    )
+    outside = await api.patch(
+        f"/v1/workers/{number}", json={"kecamatan_code": "35.14.01", "kelurahan": "Pandaan"}
+    )
+    unknown_field = await api.patch(f"/v1/workers/{number}", json={"nik": "3575010101900001"})
+    assert response.status_code == 422
+    assert sorted(r["code"] for r in response.json()["reasons"]) == [
+        "EMAIL_INVALID",
+        "INCOME_BELOW_MINIMUM",
+        "PHONE_INVALID",
+    ]
+    [reason] = outside.json()["reasons"]
+    assert reason["code"] == "DOMICILE_KABUPATEN_PASURUAN"
+    assert "deregistration (reason MOVED_OUT)" in reason["message"]
+    assert unknown_field.status_code == 422  # identity is not a detail to change
+    assert await events(pool, "worker.details-changed") == []
+    assert len((await api.get(f"/v1/workers/{number}/history")).json()) == 1
+
+
+async def test_deregistration_ends_the_membership_once_and_a_later_enrolment_starts_another(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    worker = worker_json()
+    number = await enrolled(api, **worker)
+    enrolled_on = (await api.get(f"/v1/workers/{number}")).json()["enrolled_on"]
+    body = {"reason": "MOVED_OUT", "effective_date": enrolled_on}
+    first = await api.post(f"/v1/workers/{number}/deregistration", json=body)
+    same = await api.post(f"/v1/workers/{number}/deregistration", json=body)
+    other = await api.post(f"/v1/workers/{number}/deregistration", json={**body, "reason": "DIED"})
+    change = await api.patch(f"/v1/workers/{number}", json={"preferred_language": "en"})
+
+    assert first.status_code == 200, first.text
+    assert (first.json()["status"], first.json()["deregistration_reason"]) == (
+        "deregistered",
+        "MOVED_OUT",
+    )
+    assert same.status_code == 200
+    assert other.status_code == 409
+    assert other.json()["type"] == "/problems/already-deregistered"
+    assert change.status_code == 409
+    assert change.json()["type"] == "/problems/worker-deregistered"
+    [event] = await events(pool, "worker.deregistered")
+    assert (event["reason"], event["effective_date"], event["membership"]) == (
+        "MOVED_OUT",
+        enrolled_on,
+        1,
+    )
+
+    back = await api.post(
+        "/v1/enrolments",
+        json={**worker, "phone": "081399998888"},
+        headers={"Idempotency-Key": f"key-{uuid.uuid4()}"},
+    )
+    assert back.status_code == 201, back.text
+    assert back.json()["participant_number"] == number
+    record = (await api.get(f"/v1/workers/{number}")).json()
+    assert (record["status"], record["membership"], record["revision"]) == ("active", 2, 3)
+    enrolments = await events(pool, "worker.enrolled")
+    assert [(e["membership"], e["revision"]) for e in enrolments] == [(1, 1), (2, 3)]
+    assert len({e["worker_id"] for e in enrolments}) == 1
+    history = (await api.get(f"/v1/workers/{number}/history")).json()
+    assert [h["change"] for h in history] == ["enrolled", "deregistered", "re_enrolled"]
+    duplicate = await api.post(
+        "/v1/enrolments", json=worker, headers={"Idempotency-Key": f"key-{uuid.uuid4()}"}
+    )
+    assert [r["code"] for r in duplicate.json()["reasons"]] == ["DUPLICATE_NIK"]
+
+
+@pytest.mark.parametrize(
+    ("shift_days", "code"),
+    [(-1, "EFFECTIVE_DATE_BEFORE_ENROLMENT"), (1, "EFFECTIVE_DATE_IN_FUTURE")],
+)
+async def test_a_deregistration_date_outside_the_membership_is_refused(
+    api: httpx.AsyncClient, shift_days: int, code: str
+) -> None:
+    number = await enrolled(api)
+    enrolled_on = date.fromisoformat((await api.get(f"/v1/workers/{number}")).json()["enrolled_on"])
+    response = await api.post(
+        f"/v1/workers/{number}/deregistration",
+        json={"reason": "DIED", "effective_date": str(enrolled_on + timedelta(days=shift_days))},
+    )
+    assert response.status_code == 422
+    assert [r["code"] for r in response.json()["reasons"]] == [code]
+
+
+async def test_changes_to_nobody_are_404_and_a_bad_reason_is_422(api: httpx.AsyncClient) -> None:
+    nobody = "00000000018"
+    assert (await api.patch(f"/v1/workers/{nobody}", json={"email": None})).status_code == 404
+    dereg = await api.post(
+        f"/v1/workers/{nobody}/deregistration",
+        json={"reason": "DIED", "effective_date": "2026-01-01"},
+    )
+    assert dereg.status_code == 404
+    number = await enrolled(api)
+    bad = await api.post(
+        f"/v1/workers/{number}/deregistration",
+        json={"reason": "BORED", "effective_date": "2026-01-01"},
+    )
+    assert bad.status_code == 422
+
+
+async def test_concurrent_re_enrolments_of_one_deregistered_worker_start_one_membership(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    worker = worker_json()
+    number = await enrolled(api, **worker)
+    enrolled_on = (await api.get(f"/v1/workers/{number}")).json()["enrolled_on"]
+    await api.post(
+        f"/v1/workers/{number}/deregistration",
+        json={"reason": "REQUESTED", "effective_date": enrolled_on},
+    )
+    responses = await asyncio.gather(
+        *(
+            api.post("/v1/enrolments", json=worker, headers={"Idempotency-Key": f"again-{n}"})
+            for n in range(6)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201, 422, 422, 422, 422, 422]
+    assert (await api.get(f"/v1/workers/{number}")).json()["membership"] == 2

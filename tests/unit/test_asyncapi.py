@@ -17,10 +17,15 @@ SERVICE_NAMES = [service.name for service in asyncapi.SERVICES]
 EXPECTED_TOPICS = {
     "registration": (
         {topics.ENROLMENT_REQUESTED},
-        {topics.WORKER_ENROLLED, topics.ENROLMENT_REJECTED},
+        {
+            topics.WORKER_ENROLLED,
+            topics.ENROLMENT_REJECTED,
+            topics.WORKER_DETAILS_CHANGED,
+            topics.WORKER_DEREGISTERED,
+        },
     ),
     "coverage": (
-        {topics.WORKER_ENROLLED},
+        {topics.WORKER_ENROLLED, topics.WORKER_DEREGISTERED},
         {
             topics.POLICY_ACTIVATED,
             topics.PREMIUM_POSTED,
@@ -35,7 +40,7 @@ EXPECTED_TOPICS = {
         },
     ),
     "notifications": (
-        {topics.WORKER_ENROLLED, topics.POLICY_ACTIVATED},
+        {topics.WORKER_ENROLLED, topics.POLICY_ACTIVATED, topics.WORKER_DETAILS_CHANGED},
         {topics.NOTIFICATION_SENT, topics.NOTIFICATION_FAILED},
     ),
 }

@@ -20,6 +20,7 @@ from services.registration.domain import (
     AgeRule,
     Domicile,
     EnrolmentCommand,
+    Numbered,
     UnreadableWorker,
     ValidWorker,
     age_on,
@@ -704,7 +705,9 @@ def test_events_for_an_enrolment_and_a_rejection() -> None:
     bad = command("req-2", nik="3575014101900000")
     decision = decide([good, bad], {}, TODAY)
     [(stored_command, worker)] = decision.to_store
-    events = events_for([(stored_command, worker, participant_number(1))], decision.rejected, TODAY)
+    events = events_for(
+        [Numbered(stored_command, worker, participant_number(1))], decision.rejected, TODAY
+    )
     enrolled, rejected = events
     assert isinstance(enrolled, WorkerEnrolled)
     assert enrolled.nik_masked == "************0001"
@@ -716,7 +719,9 @@ def test_events_for_an_enrolment_and_a_rejection() -> None:
     assert rejected.nik_masked == "************0000"
     assert "3575014101900000" not in rejected.model_dump_json()
     # Deterministic ids: the same request always yields the same event id.
-    again = events_for([(stored_command, worker, participant_number(1))], decision.rejected, TODAY)
+    again = events_for(
+        [Numbered(stored_command, worker, participant_number(1))], decision.rejected, TODAY
+    )
     assert [e.event_id for e in again] == [e.event_id for e in events]
 
 
@@ -835,10 +840,10 @@ def test_every_reason_code_the_rules_can_give_is_catalogued_and_in_the_readme() 
     import re
     from pathlib import Path
 
-    from services.registration import app, domain
+    from services.registration import app, changes, domain
     from services.registration.reasons import REASONS
 
-    source = inspect.getsource(domain) + inspect.getsource(app)
+    source = inspect.getsource(domain) + inspect.getsource(app) + inspect.getsource(changes)
     given = set(re.findall(r'"([A-Z][A-Z_]+_[A-Z]+)"', source))
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert given <= set(REASONS), given - set(REASONS)
