@@ -3,6 +3,8 @@ the same enrolment use case."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -13,14 +15,14 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import stamina
 import structlog
-from fastapi import Body, FastAPI, Header, HTTPException, Request
+from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from services.registration import membership, service, store
+from services.registration import membership, search, service, store
 from services.registration.domain import (
     AgeRule,
     Answer,
@@ -241,6 +243,39 @@ class WorkerOut(BaseModel):
     deregistration_reason: DeregistrationReason | None = None
 
 
+class FoundWorker(BaseModel):
+    participant_number: str
+    nik_masked: str = Field(description="All but the last four NIK digits masked.")
+    full_name: str
+    birth_date: date
+    gender: Literal["M", "F"]
+    kecamatan_code: str
+    kelurahan: str
+    status: Literal["active", "deregistered"]
+
+
+class SearchOut(BaseModel):
+    items: list[FoundWorker]
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null on the last page."
+    )
+
+
+def encode_cursor(row: dict[str, Any]) -> str:
+    text = json.dumps([row["name_key"], row["participant_number"]])
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        key, number = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError):
+        raise HTTPException(422, "cursor: not a cursor this API returned") from None
+    if not isinstance(key, str) or not isinstance(number, str):
+        raise HTTPException(422, "cursor: not a cursor this API returned")
+    return key, number
+
+
 class WorkerChangesIn(BaseModel):
     """The details to change; a field left out stays as it is. Checked by the enrolment
     rules. Moving out of the city is a deregistration, not a change."""
@@ -447,6 +482,42 @@ def create_app(resources: Resources) -> FastAPI:
                     await outbox.enqueue_events(conn, [event])
         except WorkerNotFound as error:
             raise HTTPException(404, str(error)) from None
+
+    @app.get("/v1/workers", responses=problems(422))
+    async def search_workers(
+        q: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=100,
+                description="A name (accent- and case-insensitive prefix, at least 2 "
+                "letters), the last four NIK digits and a birth date ('0001 1990-01-31', "
+                "also DD-MM-YYYY or DD/MM/YYYY), or a phone number (08.., +628..).",
+                examples=["siti am"],
+            ),
+        ],
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+    ) -> SearchOut:
+        """Find workers as a clerk would: by name, by NIK tail and birth date, or by
+        phone. Ordered by name; paginated with next_cursor. NIKs are masked."""
+        try:
+            query = search.parse_query(q)
+        except search.QueryInvalid as error:
+            raise HTTPException(422, f"q: {error}") from None
+        after = decode_cursor(cursor) if cursor else None
+        async with db.connection(pool) as conn:
+            rows = await store.search(conn, query, limit + 1, after)
+        page = rows[:limit]
+        items = [
+            FoundWorker(
+                **{k: v for k, v in r.items() if k in FoundWorker.model_fields},
+                nik_masked=mask_nik(str(r["nik"])),
+            )
+            for r in page
+        ]
+        more = len(rows) > limit
+        return SearchOut(items=items, next_cursor=encode_cursor(page[-1]) if more else None)
 
     @app.get("/v1/workers/{participant_number}", responses=problems(404, 422))
     async def get_worker(participant_number: ParticipantNumberPath) -> WorkerOut:

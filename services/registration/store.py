@@ -21,6 +21,7 @@ from services.registration.domain import (
     RequestStatus,
     ValidWorker,
 )
+from services.registration.search import ByName, ByNikTailAndBirthDate, Query, name_key
 from shared.events import RejectionReason
 
 
@@ -97,11 +98,11 @@ async def insert_workers(
         """INSERT INTO workers (worker_id, participant_number, nik, full_name, birth_date,
                                 gender, address, kelurahan, kecamatan_code, phone_e164,
                                 email, occupation, declared_income, preferred_language,
-                                request_id, kelurahan_code, enrolled_on)
-           SELECT *, $17::date FROM unnest(
+                                request_id, kelurahan_code, name_key, enrolled_on)
+           SELECT *, $18::date FROM unnest(
                $1::uuid[], $2::text[], $3::text[], $4::text[], $5::date[], $6::text[],
                $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-               $13::bigint[], $14::text[], $15::text[], $16::text[])
+               $13::bigint[], $14::text[], $15::text[], $16::text[], $17::text[])
            ON CONFLICT (nik) DO NOTHING
            RETURNING nik""",
         [w.worker_id for _, w, _ in workers],
@@ -120,6 +121,7 @@ async def insert_workers(
         [w.request.preferred_language for _, w, _ in workers],
         [c.request_id for c, _, _ in workers],
         [w.domicile.kelurahan.code for _, w, _ in workers],
+        [name_key(w.request.full_name) for _, w, _ in workers],
         enrolled_on,
     )
     return {row["nik"] for row in rows}
@@ -143,13 +145,13 @@ async def reenrol_workers(
                kelurahan_code = u.kelurahan_code, kecamatan_code = u.kecamatan_code,
                phone_e164 = u.phone_e164, email = u.email, occupation = u.occupation,
                declared_income = u.declared_income, preferred_language = u.preferred_language,
-               request_id = u.request_id, enrolled_on = $13
+               request_id = u.request_id, name_key = u.name_key, enrolled_on = $14
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                        $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[],
-                       $11::text[], $12::text[])
+                       $11::text[], $12::text[], $13::text[])
                 AS u(nik, full_name, address, kelurahan, kelurahan_code, kecamatan_code,
                      phone_e164, email, occupation, declared_income, preferred_language,
-                     request_id)
+                     request_id, name_key)
            WHERE w.nik = u.nik AND w.status = 'deregistered'
            RETURNING w.nik, w.worker_id, w.participant_number, w.membership, w.revision""",
         [w.nik for _, w in workers],
@@ -164,6 +166,7 @@ async def reenrol_workers(
         [w.request.declared_income for _, w in workers],
         [w.request.preferred_language for _, w in workers],
         [c.request_id for c, _ in workers],
+        [name_key(w.request.full_name) for _, w in workers],
         enrolled_on,
     )
     by_nik = {row["nik"]: row for row in rows}
@@ -327,6 +330,36 @@ async def worker_summary(conn: asyncpg.Connection, participant_number: str) -> d
         participant_number,
     )
     return dict(row) if row else None
+
+
+_FOUND_COLUMNS = """worker_id, participant_number, nik, full_name, birth_date, gender,
+    kecamatan_code, kelurahan, status, name_key"""
+
+
+async def search(
+    conn: asyncpg.Connection, query: Query, limit: int, after: tuple[str, str] | None
+) -> list[dict[str, object]]:
+    """Workers matching the query, ordered by (name_key, participant_number), from just
+    after ``after`` (the last row of the previous page)."""
+    values: list[object]
+    if isinstance(query, ByName):
+        where = 'name_key COLLATE "C" >= $1 AND name_key COLLATE "C" < $2'
+        values = [query.prefix, query.prefix + "\U0010ffff"]
+    elif isinstance(query, ByNikTailAndBirthDate):
+        where, values = "birth_date = $1 AND right(nik, 4) = $2", [query.birth_date, query.nik_tail]
+    else:
+        where, values = "phone_e164 = $1", [query.phone_e164]
+    page = ""
+    if after is not None:
+        n = len(values)
+        page = f'AND (name_key COLLATE "C", participant_number) > (${n + 1}, ${n + 2})'
+        values += list(after)
+    rows = await conn.fetch(
+        f"""SELECT {_FOUND_COLUMNS} FROM workers WHERE {where} {page}
+            ORDER BY name_key COLLATE "C", participant_number LIMIT {int(limit)}""",
+        *values,
+    )
+    return [dict(row) for row in rows]
 
 
 async def counts(conn: asyncpg.Connection) -> dict[str, object]:

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
@@ -20,7 +20,7 @@ from services.coverage import domain as coverage_domain
 from services.coverage import store as coverage_store
 from services.coverage.app import SPEC as COVERAGE
 from services.notifications.app import SPEC as NOTIFICATIONS
-from services.registration import store
+from services.registration import search, store
 from services.registration.app import SPEC as REGISTRATION
 from shared import inbox
 from tests.conftest import ServicePool
@@ -97,10 +97,11 @@ async def test_registration_lookups_use_indexes_on_200k_workers(service_pool: Se
             """INSERT INTO workers (worker_id, participant_number, nik, full_name, birth_date,
                                     gender, address, kelurahan, kecamatan_code, phone_e164,
                                     occupation, declared_income, preferred_language,
-                                    request_id, enrolled_on)
+                                    request_id, enrolled_on, name_key)
                SELECT gen_random_uuid(), lpad(n::text, 11, '0'), '3575' || lpad(n::text, 12, '0'),
-                      'Worker ' || n, DATE '1990-01-01', 'M', 'Jl. 1', 'Gadingrejo', '35.75.01',
-                      '+6281200000000', 'pedagang', 1000000, 'id', 'req-' || n, CURRENT_DATE
+                      'Worker ' || n, DATE '1960-01-01' + n % 15000, 'M', 'Jl. 1', 'Gadingrejo',
+                      '35.75.01', '+62812' || lpad(n::text, 8, '0'), 'pedagang', 1000000, 'id',
+                      'req-' || n, CURRENT_DATE, 'worker ' || n
                FROM generate_series(1, $1) AS n""",
             ROWS,
         )
@@ -119,6 +120,22 @@ async def test_registration_lookups_use_indexes_on_200k_workers(service_pool: Se
         assert await sequential_scans(conn, lambda c: store.answered(c, request_ids), big) == []
         number = await conn.fetchval("SELECT participant_number FROM workers LIMIT 1")
         assert await sequential_scans(conn, lambda c: store.worker_summary(c, number), big) == []
+        for query in (
+            search.ByName("worker 1234"),
+            search.ByNikTailAndBirthDate("1234", date(1960, 1, 1) + timedelta(days=1234)),
+            search.ByPhone("+6281200001234"),
+        ):
+            for after in (None, ("worker 1234", "00000001234")):
+                look = lambda c, q=query, a=after: store.search(c, q, 21, a)  # noqa: E731
+                assert await sequential_scans(conn, look, big) == [], query
+        [found] = await store.search(conn, search.ByPhone("+6281200001234"), 21, None)
+        assert found["participant_number"] == "00000001234"
+        names = await store.search(conn, search.ByName("worker 1234"), 21, None)
+        assert [r["name_key"] for r in names][:3] == [
+            "worker 1234",
+            "worker 12340",
+            "worker 123400",
+        ]
 
         found = await store.participants_by_nik(conn, niks[:3])
         assert found == {

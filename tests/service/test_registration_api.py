@@ -362,3 +362,54 @@ async def test_concurrent_re_enrolments_of_one_deregistered_worker_start_one_mem
     )
     assert sorted(r.status_code for r in responses) == [201, 422, 422, 422, 422, 422]
     assert (await api.get(f"/v1/workers/{number}")).json()["membership"] == 2
+
+
+async def test_a_clerk_finds_workers_by_name_nik_tail_and_birth_date_or_phone(
+    api: httpx.AsyncClient,
+) -> None:
+    names = ["Siti Aminah", "SITI Aisyah", "Sîti Amalia", "Budi Santoso"]
+    numbers = {}
+    for n, name in enumerate(names, start=1):
+        numbers[name] = await enrolled(
+            api, full_name=name, nik=f"357501410190{n:04d}", phone=f"08131111{n:04d}"
+        )
+
+    by_name = await api.get("/v1/workers", params={"q": "siti a"})
+    accents = await api.get("/v1/workers", params={"q": "SITI AM"})
+    by_nik = await api.get("/v1/workers", params={"q": "0004 01-01-1990"})
+    by_phone = await api.get("/v1/workers", params={"q": "+62 813 1111 0002"})
+    too_short = await api.get("/v1/workers", params={"q": "s"})
+
+    assert [w["full_name"] for w in by_name.json()["items"]] == [
+        "SITI Aisyah",
+        "Sîti Amalia",
+        "Siti Aminah",
+    ]
+    assert [w["full_name"] for w in accents.json()["items"]] == ["Sîti Amalia", "Siti Aminah"]
+    [found] = by_nik.json()["items"]
+    assert (found["full_name"], found["nik_masked"]) == ("Budi Santoso", "************0004")
+    assert [w["participant_number"] for w in by_phone.json()["items"]] == [numbers["SITI Aisyah"]]
+    assert too_short.status_code == 422
+    assert "357501410190" not in by_name.text + by_nik.text  # NIKs are masked
+
+
+async def test_search_pages_follow_the_cursor_to_the_end(api: httpx.AsyncClient) -> None:
+    for n in range(1, 8):
+        await enrolled(
+            api, full_name=f"Rina {n}", nik=f"357501410190{n:04d}", phone=f"08131111{n:04d}"
+        )
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params = {"q": "rina", "limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = (await api.get("/v1/workers", params=params)).json()
+        seen += [w["full_name"] for w in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"Rina {n}" for n in range(1, 8)]
+    assert pages == 3
+    bad = await api.get("/v1/workers", params={"q": "rina", "cursor": "not-a-cursor"})
+    assert bad.status_code == 422
