@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import csv
 import itertools
 import json
 import random
@@ -738,6 +739,40 @@ def write_cohort(entries: Iterable[CohortEntry], path: Path) -> int:
     return count
 
 
+CSV_HEADERS: Final[dict[str, str]] = {
+    "nik": "nik",
+    "full_name": "nama",
+    "birth_date": "tanggal_lahir",
+    "gender": "jenis_kelamin",
+    "address": "alamat",
+    "kelurahan": "kelurahan",
+    "kecamatan_code": "kode_kecamatan",
+    "phone": "no_hp",
+    "email": "email",
+    "occupation": "pekerjaan",
+    "declared_income": "penghasilan",
+    "preferred_language": "bahasa",
+}
+"""The import's columns, with the Indonesian names a city office would write."""
+
+
+def write_cohort_csv(entries: Iterable[CohortEntry], path: Path, *, indonesian: bool = True) -> int:
+    """Write ``entries`` as the city's data office would: UTF-8 with a byte order mark,
+    ';' separated, Indonesian column names, dates as DD-MM-YYYY and gender as L/P."""
+    count = 0
+    with path.open("w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+        writer.writerow(list(CSV_HEADERS.values() if indonesian else CSV_HEADERS))
+        for entry in entries:
+            worker = entry.worker
+            data = worker.model_dump(mode="json")
+            data["birth_date"] = f"{worker.birth_date:%d-%m-%Y}"
+            data["gender"] = {"M": "L", "F": "P"}[worker.gender]
+            writer.writerow(["" if data[c] is None else data[c] for c in CSV_HEADERS])
+            count += 1
+    return count
+
+
 def load_cohort(path: str | Path) -> list[CohortEntry]:
     """Read a cohort written by :func:`write_cohort` (or the CLI)."""
     entries: list[CohortEntry] = []
@@ -800,7 +835,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="reference date for ages, YYYY-MM-DD (default: today)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="output .jsonl path")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output path: .jsonl (requests), or .csv (the city's list, for the import)",
+    )
     return parser.parse_args(argv)
 
 
@@ -808,7 +848,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     entries = generate_cohort(args.size, invalid=args.invalid, seed=args.seed, today=args.today)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_cohort(entries, args.out)
+    if args.out.suffix == ".csv":
+        write_cohort_csv(entries, args.out)
+    else:
+        write_cohort(entries, args.out)
     summary = summary_expectations(entries)
     print(f"wrote {len(entries)} requests to {args.out}", file=sys.stderr)
     print(json.dumps(summary, indent=2), file=sys.stderr)

@@ -315,7 +315,9 @@ class EnrolmentRejected(Event):
     )
     schema_version: SchemaVersion1 = 1
     request_id: str = Field(min_length=1, max_length=128, description="The request this answers.")
-    source: Literal["api", "upstream", "bulk"] = Field(description="Intake channel.")
+    source: Literal["api", "upstream", "bulk"] = Field(
+        description="Intake channel: api, upstream, or bulk (the batch endpoint or a CSV import)."
+    )
     nik_masked: MaskedNik | None = Field(
         default=None, description="Masked NIK when the request had a 16-digit one."
     )

@@ -1,5 +1,14 @@
+"""``python -m services.registration [serve|migrate]`` runs the service;
+``python -m services.registration import FILE`` imports a CSV file (``--help``)."""
+
+import sys
+
+from services.registration import cli
 from services.registration.app import SPEC, create_app
 from services.registration.settings import RegistrationSettings
 from shared.service import main
 
-main(SPEC, RegistrationSettings, create_app)
+if len(sys.argv) > 1 and sys.argv[1] in (*cli.COMMANDS, "-h", "--help"):
+    cli.main(SPEC, sys.argv[1:])
+else:
+    main(SPEC, RegistrationSettings, create_app)

@@ -3,9 +3,13 @@ the same enrolment use case."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import csv
+import io
 import json
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,12 +21,13 @@ import stamina
 import structlog
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from services.registration import membership, search, service, store
+from services.registration import csv_intake, imports, membership, search, service, store
 from services.registration.domain import (
     AgeRule,
     Answer,
@@ -36,6 +41,7 @@ from services.registration.domain import (
     read_worker,
 )
 from services.registration.membership import WorkerNotFound
+from services.registration.reasons import meaning
 from services.registration.settings import RegistrationSettings
 from shared import db, outbox, topics
 from shared.events import (
@@ -181,9 +187,10 @@ class RequestStatusOut(ResultOut):
     """A request as recorded, whatever channel it came by."""
 
     outcome: Literal["enrolled", "rejected"]  # type: ignore[assignment]
-    source: Literal["api", "bulk", "upstream"] = Field(
+    source: Literal["api", "bulk", "upstream", "import"] = Field(
         description="The channel: api (POST /v1/enrolments), bulk (the batch endpoint), "
-        "upstream (the enrolment-requested topic; its source field as sent)."
+        "upstream (the enrolment-requested topic; its source field as sent), import (a "
+        "CSV import row)."
     )
     received_at: datetime
 
@@ -274,6 +281,50 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
     if not isinstance(key, str) or not isinstance(number, str):
         raise HTTPException(422, "cursor: not a cursor this API returned")
     return key, number
+
+
+class ImportOut(BaseModel):
+    import_id: UUID
+    file_digest: str = Field(description="SHA-256 of the file: the same file is the same import.")
+    filename: str | None
+    status: Literal["running", "done"]
+    rows_total: int
+    rows_done: int = Field(description="Rows answered so far (progress).")
+    enrolled: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    ignored_columns: list[str] = Field(description="Header columns that are not ours.")
+    uploads: int = Field(description="How many times the file was uploaded.")
+    created_at: datetime
+    finished_at: datetime | None
+
+
+IMPORT_ROW_COLUMNS = (
+    "row",
+    "line",
+    "outcome",
+    "participant_number",
+    "reason_codes",
+    "alasan",
+    "reasons",
+    "request_id",
+)
+"""The per-row report: row number, the line it starts on, enrolled/rejected, the
+participant number or the reasons in Indonesian (alasan) and English (reasons)."""
+
+
+def import_row_csv(row: dict[str, Any]) -> list[object]:
+    reasons = row["reasons"]
+    return [
+        row["row_number"],
+        row["line"],
+        row["outcome"],
+        row["participant_number"] or "",
+        " ".join(r["code"] for r in reasons),
+        " | ".join(meaning(r["code"]).indonesian for r in reasons),
+        " | ".join(f"{r['code']}: {r['message']}" for r in reasons),
+        row["request_id"],
+    ]
 
 
 class WorkerChangesIn(BaseModel):
@@ -482,6 +533,144 @@ def create_app(resources: Resources) -> FastAPI:
                     await outbox.enqueue_events(conn, [event])
         except WorkerNotFound as error:
             raise HTTPException(404, str(error)) from None
+
+    running_imports: dict[UUID, asyncio.Task[None]] = {}
+
+    async def import_in_background(found: imports.Scan) -> None:
+        try:
+            await imports.run(pool, found, today, ages, batch=settings.import_batch_size)
+            found.path.unlink(missing_ok=True)
+        except imports.ImportBusy:
+            log.info("import already running elsewhere", import_id=str(found.import_id))
+        except Exception:
+            log.exception(
+                "import stopped; upload the file again to carry on", import_id=str(found.import_id)
+            )
+        finally:
+            running_imports.pop(found.import_id, None)
+
+    @app.post(
+        "/v1/imports",
+        status_code=202,
+        responses=problems(400, 413, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        },
+    )
+    async def create_import(
+        request: Request,
+        filename: Annotated[
+            str | None, Query(max_length=255, pattern=PRINTABLE, description="Its name.")
+        ] = None,
+    ) -> ImportOut:
+        """Upload the city's list as CSV (the request body; columns and an example in
+        the README). The whole file is checked first: a malformed one (not UTF-8, a
+        missing column, a row with too many fields) is a 422 naming the line, and
+        nothing is stored. Then its rows are enrolled in the background with the API's
+        rules; follow GET /v1/imports/{import_id}. The same file again is the same
+        import: it carries on after the rows already done and enrols nobody twice."""
+        settings.import_dir.mkdir(parents=True, exist_ok=True)
+        spool = settings.import_dir / f"upload-{uuid.uuid4()}.part"
+        size = 0
+        try:
+            with spool.open("wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > settings.max_import_bytes:
+                        raise HTTPException(
+                            413, f"the file is larger than {settings.max_import_bytes:,} bytes"
+                        )
+                    out.write(chunk)
+            try:
+                found = await asyncio.to_thread(imports.scan, spool)
+            except csv_intake.FileInvalid as error:
+                return problem_response(  # type: ignore[return-value]
+                    Problem(
+                        type="/problems/import-file-invalid",
+                        title="The file cannot be imported",
+                        status=422,
+                        detail=f"{error}; nothing was stored",
+                    )
+                )
+            kept = settings.import_dir / f"{found.digest}.csv"
+            spool.replace(kept)
+            found = imports.Scan(kept, found.digest, found.rows_total, found.ignored_columns)
+        finally:
+            spool.unlink(missing_ok=True)
+        await imports.register(pool, found, filename)
+        async with db.connection(pool) as conn:
+            status = await store.import_status(conn, found.import_id)
+        assert status is not None
+        if status["status"] != "done" and found.import_id not in running_imports:
+            running_imports[found.import_id] = asyncio.create_task(
+                import_in_background(found), name=f"import-{found.import_id}"
+            )
+        elif status["status"] == "done":
+            kept.unlink(missing_ok=True)
+        return ImportOut(**status)
+
+    @app.get("/v1/imports/{import_id}", responses=problems(404, 422))
+    async def get_import(import_id: UUID) -> ImportOut:
+        """An import's progress and counts (rejections by reason)."""
+        async with db.connection(pool) as conn:
+            status = await store.import_status(conn, import_id)
+        if status is None:
+            raise HTTPException(404, "no import with this id")
+        return ImportOut(**status)
+
+    @app.get(
+        "/v1/imports/{import_id}/rows",
+        responses={
+            **problems(404, 422),
+            200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+        },
+    )
+    async def import_rows(
+        request: Request,
+        import_id: UUID,
+        format: Annotated[Literal["json", "csv"] | None, Query()] = None,
+        after: Annotated[int, Query(ge=0, description="JSON: rows after this row.")] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Response:
+        """Each row's outcome: participant number, or the reasons (codes, in Indonesian
+        and in English). CSV (?format=csv or Accept: text/csv) gives every row, for a
+        spreadsheet: ';' separated, UTF-8 with BOM; JSON gives a page."""
+        async with db.connection(pool) as conn:
+            if await store.import_status(conn, import_id) is None:
+                raise HTTPException(404, "no import with this id")
+        as_csv = format == "csv" or (
+            format is None and "text/csv" in request.headers.get("accept", "")
+        )
+        if not as_csv:
+            async with db.connection(pool) as conn:
+                page = await store.import_rows_page(conn, import_id, after, limit)
+            return JSONResponse(jsonable_encoder({"rows": page}))
+
+        async def lines() -> AsyncIterator[bytes]:
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+            writer.writerow(IMPORT_ROW_COLUMNS)
+            yield ("\ufeff" + buffer.getvalue()).encode()
+            last = 0
+            while True:
+                async with db.connection(pool) as conn:
+                    page = await store.import_rows_page(conn, import_id, last, 1000)
+                if not page:
+                    return
+                buffer.seek(0)
+                buffer.truncate()
+                writer.writerows(import_row_csv(row) for row in page)
+                yield buffer.getvalue().encode()
+                last = int(str(page[-1]["row_number"]))
+
+        return StreamingResponse(
+            lines(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="import-{import_id}.csv"'},
+        )
 
     @app.get("/v1/workers", responses=problems(422))
     async def search_workers(

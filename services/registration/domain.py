@@ -691,7 +691,8 @@ def rejected_event(command: EnrolmentCommand, rejected: Rejected) -> EnrolmentRe
         correlation_id=command.correlation_id,
         causation_id=command.causation_id,
         request_id=command.request_id,
-        source=command.source,  # type: ignore[arg-type]
+        # The v1 contract knows api, upstream and bulk: a CSV import row is bulk intake.
+        source="bulk" if command.source == "import" else command.source,  # type: ignore[arg-type]
         nik_masked=mask_nik(nik) if is_nik_shaped(nik) else None,
         reasons=rejected.reasons,
     )

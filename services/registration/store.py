@@ -379,3 +379,107 @@ async def counts(conn: asyncpg.Connection) -> dict[str, object]:
         "rejected_by_reason": {row["code"]: row["n"] for row in by_reason},
         "workers": await conn.fetchval("SELECT count(*) FROM workers"),
     }
+
+
+# --- imports ----------------------------------------------------------------------------
+
+
+async def register_import(
+    conn: asyncpg.Connection,
+    import_id: UUID,
+    digest: str,
+    filename: str | None,
+    rows_total: int,
+    ignored: Sequence[str],
+) -> None:
+    """Record an upload of a file: a new import, or one more upload of a known one."""
+    await conn.execute(
+        """INSERT INTO imports (import_id, file_digest, filename, rows_total, ignored_columns)
+           VALUES ($1, $2, $3, $4, $5::jsonb)
+           ON CONFLICT (import_id) DO UPDATE SET uploads = imports.uploads + 1""",
+        import_id,
+        digest,
+        filename,
+        rows_total,
+        json.dumps(list(ignored)),
+    )
+
+
+async def rows_done(conn: asyncpg.Connection, import_id: UUID) -> int:
+    """The last row stored: batches commit whole and in order, so every row up to it is."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT coalesce(max(row_number), 0) FROM import_rows WHERE import_id = $1", import_id
+    )
+
+
+async def record_import_rows(
+    conn: asyncpg.Connection, import_id: UUID, rows: Sequence[tuple[int, int, str]]
+) -> None:
+    """(row number, line, request id) of rows just answered."""
+    await conn.execute(
+        """INSERT INTO import_rows (import_id, row_number, line, request_id)
+           SELECT $1, n, l, r FROM unnest($2::int[], $3::int[], $4::text[]) AS t(n, l, r)
+           ON CONFLICT DO NOTHING""",
+        import_id,
+        [n for n, _, _ in rows],
+        [line for _, line, _ in rows],
+        [r for _, _, r in rows],
+    )
+
+
+async def finish_import(conn: asyncpg.Connection, import_id: UUID) -> None:
+    await conn.execute(
+        """UPDATE imports SET status = 'done', finished_at = coalesce(finished_at, now())
+           WHERE import_id = $1""",
+        import_id,
+    )
+
+
+async def import_status(conn: asyncpg.Connection, import_id: UUID) -> dict[str, object] | None:
+    row = await conn.fetchrow(
+        """SELECT import_id, file_digest, filename, rows_total, ignored_columns::text AS ignored,
+                  status, uploads, created_at, finished_at
+           FROM imports WHERE import_id = $1""",
+        import_id,
+    )
+    if row is None:
+        return None
+    outcomes = await conn.fetch(
+        """SELECT r.outcome, count(*) AS n FROM import_rows i
+           JOIN enrolment_requests r USING (request_id)
+           WHERE i.import_id = $1 GROUP BY 1""",
+        import_id,
+    )
+    by_reason = await conn.fetch(
+        """SELECT x->>'code' AS code, count(*) AS n FROM import_rows i
+           JOIN enrolment_requests r USING (request_id), jsonb_array_elements(r.reasons) AS x
+           WHERE i.import_id = $1 AND r.outcome = 'rejected' GROUP BY 1 ORDER BY 2 DESC, 1""",
+        import_id,
+    )
+    counted = {r["outcome"]: r["n"] for r in outcomes}
+    status = {k: v for k, v in dict(row).items() if k != "ignored"}
+    return {
+        **status,
+        "ignored_columns": json.loads(row["ignored"]),
+        "rows_done": sum(counted.values()),
+        "enrolled": counted.get("enrolled", 0),
+        "rejected": counted.get("rejected", 0),
+        "rejected_by_reason": {r["code"]: r["n"] for r in by_reason},
+    }
+
+
+async def import_rows_page(
+    conn: asyncpg.Connection, import_id: UUID, after: int, limit: int
+) -> list[dict[str, object]]:
+    """Rows after row number ``after``, each with its request's outcome."""
+    rows = await conn.fetch(
+        """SELECT i.row_number, i.line, i.request_id, r.outcome, r.participant_number,
+                  r.reasons::text AS reasons
+           FROM import_rows i JOIN enrolment_requests r USING (request_id)
+           WHERE i.import_id = $1 AND i.row_number > $2
+           ORDER BY i.row_number LIMIT $3""",
+        import_id,
+        after,
+        limit,
+    )
+    return [{**dict(row), "reasons": json.loads(row["reasons"])} for row in rows]

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from devtools.cohort import generate_cohort, write_cohort_csv
 from devtools.stack import LocalStack
+from services.registration.domain import normalise_phone
 from shared.events import EnrolmentRequested
 from shared.topics import ENROLMENT_REJECTED, ENROLMENT_REQUESTED, WORKER_ENROLLED
 from tests.e2e.kafka_tools import publish
@@ -267,3 +270,44 @@ async def test_a_change_and_a_deregistration_reach_coverage_and_notifications(
             what="a confirmation SMS for the new membership",
         )
         assert number in sms["text"]
+
+
+async def test_a_csv_upload_to_the_running_service_confirms_every_enrolled_worker(
+    local_stack: LocalStack, tmp_path: Path
+) -> None:
+    config = local_stack.config
+    path = tmp_path / "daftar.csv"
+    entries = generate_cohort(30, invalid=5, seed=int(uuid.uuid4().int % 10**6) + 1000)
+    write_cohort_csv(entries, path)
+    async with httpx.AsyncClient(base_url=config.registration_url, timeout=30) as client:
+        created = await client.post(
+            "/v1/imports", content=path.read_bytes(), headers={"Content-Type": "text/csv"}
+        )
+        assert created.status_code == 202, created.text
+        import_id = created.json()["import_id"]
+
+        async def status() -> dict[str, Any]:
+            return dict((await client.get(f"/v1/imports/{import_id}")).json())
+
+        done = await eventually(
+            status,
+            lambda s: s["status"] == "done",
+            timeout_s=60,
+            interval_s=0.5,
+            what="the import done",
+        )
+    assert (done["enrolled"], done["rejected"]) == (30, 5)
+    phones = {normalise_phone(e.worker.phone) for e in entries if e.expected_reason is None}
+
+    async def confirmed() -> set[str | None]:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{config.sms_url}/v1/messages")
+        return {m["to"] for m in response.json()["messages"]} & phones
+
+    await eventually(
+        confirmed,
+        lambda found: found == phones,
+        timeout_s=90,
+        interval_s=0.5,
+        what="a confirmation SMS to every enrolled worker of the file",
+    )

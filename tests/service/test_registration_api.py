@@ -4,22 +4,30 @@ schema (the broker is not started; the events are checked in the outbox)."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import asyncpg
 import httpx
 import pytest
 
+from devtools.cohort import generate_cohort, write_cohort_csv
 from services.registration.app import SPEC, create_app
 from services.registration.settings import RegistrationSettings
 from shared.relay import OutboxRelay
 from shared.service import Resources
 from tests.conftest import ServicePool
 from tests.factories import requested_worker
+
+HEADER_ID = (
+    b"nik;nama;tanggal_lahir;jenis_kelamin;alamat;kelurahan;kode_kecamatan;no_hp;pekerjaan\n"
+)
 
 pytestmark = pytest.mark.integration
 
@@ -413,3 +421,99 @@ async def test_search_pages_follow_the_cursor_to_the_end(api: httpx.AsyncClient)
     assert pages == 3
     bad = await api.get("/v1/workers", params={"q": "rina", "cursor": "not-a-cursor"})
     assert bad.status_code == 422
+
+
+def city_csv(tmp_path: Path, size: int, invalid: int, **options: Any) -> bytes:
+    path = tmp_path / "city.csv"
+    write_cohort_csv(generate_cohort(size, invalid=invalid, seed=11), path, **options)
+    return path.read_bytes()
+
+
+async def finished(api: httpx.AsyncClient, import_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        status = (await api.get(f"/v1/imports/{import_id}")).json()
+        if status["status"] == "done":
+            return dict(status)
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"import not done: {status}")
+
+
+async def test_a_csv_upload_enrols_every_row_once_and_reports_each_row(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    body = city_csv(tmp_path, 40, 10)
+    created = await api.post(
+        "/v1/imports",
+        content=body,
+        params={"filename": "daftar.csv"},
+        headers={"Content-Type": "text/csv"},
+    )
+    assert created.status_code == 202, created.text
+    status = await finished(api, created.json()["import_id"])
+    again = await api.post("/v1/imports", content=body, headers={"Content-Type": "text/csv"})
+
+    assert (status["rows_total"], status["rows_done"], status["enrolled"], status["rejected"]) == (
+        50,
+        50,
+        40,
+        10,
+    )
+    assert sum(status["rejected_by_reason"].values()) == 10
+    assert again.status_code == 202
+    assert again.json()["import_id"] == status["import_id"]
+    assert (again.json()["uploads"], again.json()["enrolled"]) == (2, 40)
+    assert len(await events(pool, "worker.enrolled")) == 40
+    assert len(await events(pool, "enrolment.rejected")) == 10
+
+    report = await api.get(f"/v1/imports/{status['import_id']}/rows", params={"format": "csv"})
+    assert report.headers["content-type"].startswith("text/csv")
+    text = report.content.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+    assert rows[0][:4] == ["row", "line", "outcome", "participant_number"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(1, 51))
+    rejected = [r for r in rows[1:] if r[2] == "rejected"]
+    assert len(rejected) == 10 and all(r[4] and r[5] and r[6] for r in rejected)
+    assert any("NIK harus 16 digit" in r[5] for r in rejected)
+    enrolled = [r for r in rows[1:] if r[2] == "enrolled"]
+    assert all(len(r[3]) == 11 for r in enrolled)
+    page = (await api.get(f"/v1/imports/{status['import_id']}/rows", params={"after": 45})).json()
+    assert [r["row_number"] for r in page["rows"]] == [46, 47, 48, 49, 50]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "what"),
+    [
+        (b"nama,nik\nSiti,1\n", 1, "missing column(s)"),
+        (
+            HEADER_ID + b"3575;Budi \xe9;01-01-1990;L;Jl;Kepel;357503;0812;pedagang\n",
+            2,
+            "not UTF-8",
+        ),
+        (HEADER_ID + b"1;2;3;4;5;6;7;8;9\n1;2;3;4;5;6;7;8;9;10\n", 3, "10 fields"),
+        (b"", 1, "empty"),
+    ],
+)
+async def test_a_malformed_file_is_refused_naming_the_line_and_nothing_is_stored(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, body: bytes, line: int, what: str
+) -> None:
+    response = await api.post("/v1/imports", content=body, headers={"Content-Type": "text/csv"})
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["type"] == "/problems/import-file-invalid"
+    assert f"line {line}: " in problem["detail"] and what in problem["detail"]
+    assert await pool.fetchval("SELECT count(*) FROM imports") == 0
+    assert await pool.fetchval("SELECT count(*) FROM enrolment_requests") == 0
+
+
+async def test_english_headers_commas_and_no_bom_are_read_too(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    semicolons = city_csv(tmp_path, 5, 0, indonesian=False).decode("utf-8-sig")
+    out = io.StringIO()
+    csv.writer(out).writerows(csv.reader(io.StringIO(semicolons), delimiter=";"))
+    assert out.getvalue().startswith("nik,full_name,birth_date,")
+    created = await api.post(
+        "/v1/imports", content=out.getvalue().encode(), headers={"Content-Type": "text/csv"}
+    )
+    status = await finished(api, created.json()["import_id"])
+    assert (status["enrolled"], status["rejected"]) == (5, 0)
