@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.errors import Refused
 from shared.events import RejectionReason
 from shared.failures import UNAVAILABLE_ERRORS, is_unavailable
 
@@ -96,6 +97,17 @@ def problem_response(problem: Problem, headers: Mapping[str, str] | None = None)
 
 def simple_problem(status: int, detail: str | None = None, **members: Any) -> Problem:
     return Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, **members)
+
+
+def refused_problem(error: Refused) -> Problem:
+    """A 409 whose type names the rule: ALREADY_DEREGISTERED is
+    /problems/already-deregistered."""
+    return Problem(
+        type=f"/problems/{error.code.lower().replace('_', '-')}",
+        title=error.code.replace("_", " ").capitalize(),
+        status=409,
+        detail=error.detail,
+    )
 
 
 DESCRIPTIONS = {

@@ -58,7 +58,7 @@ from shared.events import (
     WorkerDeregistered,
     WorkerEnrolled,
 )
-from shared.http import Problem, problem_response, problems, simple_problem
+from shared.http import Problem, problem_response, problems, refused_problem, simple_problem
 from shared.outbox import enqueue_events
 from shared.service import (
     Resources,
@@ -200,13 +200,7 @@ def create_app(resources: Resources) -> FastAPI:
     @app.exception_handler(Refused)
     async def on_refused(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, Refused)
-        problem = Problem(
-            type=f"/problems/{error.code.lower().replace('_', '-')}",
-            title=error.code.replace("_", " ").capitalize(),
-            status=409,
-            detail=error.detail,
-        )
-        return problem_response(problem)
+        return problem_response(refused_problem(error))
 
     @app.get("/v1/summary", responses=problems(422))
     async def summary(period: Annotated[str | None, PeriodQuery] = None) -> dict[str, object]:

@@ -46,6 +46,7 @@ from services.coverage.errors import NotFound, Refused
 from services.coverage.requests import EndPolicyRequest, PaymentRequest, VoidRequest
 from services.coverage.settings import CoverageSettings
 from shared import db
+from shared.cli_args import positive_int
 from shared.errors import StartupError
 from shared.logs import configure_logging
 from shared.outbox import enqueue_events
@@ -66,16 +67,6 @@ def period_arg(text: str) -> date:
         return domain.parse_period(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return value
 
 
 def date_arg(text: str) -> date:

@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
+from shared.errors import Refused
+
 
 class NotFound(LookupError):
     """The policy, invoice or agreement named does not exist."""
 
 
-class Refused(ValueError):
-    """The request is well formed but the current state forbids it (409)."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
+__all__ = ["NotFound", "Refused"]

@@ -44,6 +44,7 @@ from services.registration.membership import WorkerNotFound
 from services.registration.reasons import meaning
 from services.registration.settings import RegistrationSettings
 from shared import db, outbox, topics
+from shared.errors import Refused
 from shared.events import (
     PRINTABLE,
     DeregistrationReason,
@@ -57,7 +58,7 @@ from shared.events import (
     WorkerDetailsChanged,
     WorkerEnrolled,
 )
-from shared.http import Problem, problem_response, problems
+from shared.http import Problem, problem_response, problems, refused_problem
 from shared.service import (
     Resources,
     ServiceSpec,
@@ -791,16 +792,10 @@ def create_app(resources: Resources) -> FastAPI:
         )
         return problem_response(problem)
 
-    @app.exception_handler(membership.ChangeRefused)
-    async def on_change_refused(_: Request, error: Exception) -> JSONResponse:
-        assert isinstance(error, membership.ChangeRefused)
-        problem = Problem(
-            type=f"/problems/{error.code.lower().replace('_', '-')}",
-            title=error.code.replace("_", " ").capitalize(),
-            status=409,
-            detail=error.detail,
-        )
-        return problem_response(problem)
+    @app.exception_handler(Refused)
+    async def on_refused(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, Refused)
+        return problem_response(refused_problem(error))
 
     @app.get("/v1/summary", responses=problems())
     async def summary() -> dict[str, object]:

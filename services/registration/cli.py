@@ -29,6 +29,7 @@ from services.registration import csv_intake, imports, store
 from services.registration.domain import AgeRule
 from services.registration.settings import RegistrationSettings
 from shared import db
+from shared.cli_args import positive_int
 from shared.errors import StartupError
 from shared.logs import configure_logging
 from shared.service import ServiceSpec, open_database
@@ -36,16 +37,6 @@ from shared.service import ServiceSpec, open_database
 COMMANDS = ("import",)
 EXIT_USAGE, EXIT_BUSY = 2, 3
 PROGRESS_EVERY_S = 1.0
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
-    return value
 
 
 def parser() -> argparse.ArgumentParser:

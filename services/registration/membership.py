@@ -13,20 +13,12 @@ import asyncpg
 
 from services.registration import changes, store
 from services.registration.changes import WorkerState
+from shared.errors import Refused
 from shared.events import DeregistrationReason, Event, RejectionReason
 
 
 class WorkerNotFound(LookupError):
     """No worker has this participant number."""
-
-
-class ChangeRefused(ValueError):
-    """The worker's state forbids the change (409), e.g. a deregistered worker."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 class ChangeInvalid(ValueError):
@@ -61,7 +53,7 @@ async def change_details(
 ) -> Changed:
     worker = await _worker(conn, participant_number)
     if worker.status != "active":
-        raise ChangeRefused(
+        raise Refused(
             "WORKER_DEREGISTERED",
             f"participant {participant_number} was deregistered on {worker.deregistered_on} "
             f"({worker.deregistration_reason}); enrol again to change their details",
@@ -95,7 +87,7 @@ async def deregister(
     if worker.status == "deregistered":
         if (worker.deregistration_reason, worker.deregistered_on) == (why, effective_date):
             return None
-        raise ChangeRefused(
+        raise Refused(
             "ALREADY_DEREGISTERED",
             f"participant {participant_number} was already deregistered on "
             f"{worker.deregistered_on} ({worker.deregistration_reason})",
