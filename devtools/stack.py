@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,11 @@ class StackConfig:
             "PERISAI_SMS_GATEWAY_URL": self.sms_url,
             "PERISAI_SMTP_HOST": self.host,
             "PERISAI_SMTP_PORT": str(self.smtp_port),
+            # Each stack keeps its own uploads: two stacks importing the same file (the
+            # same digest, so the same name) must not share, nor delete, each other's.
+            "PERISAI_IMPORT_DIR": str(
+                Path(tempfile.gettempdir()) / "perisai-imports" / (self.topic_prefix or "main")
+            ),
             **self.extra_env,
         }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import csv
 import io
 import json
@@ -64,6 +65,7 @@ from shared.service import (
     ServiceSpec,
     batch_subscriber,
     new_broker,
+    running,
     service_app,
 )
 
@@ -446,11 +448,59 @@ def create_app(resources: Resources) -> FastAPI:
                     await outbox.enqueue_events(conn, events)
         return outcomes
 
+    running_imports: dict[UUID, asyncio.Task[None]] = {}
+
+    async def import_in_background(found: imports.Scan) -> None:
+        try:
+            await imports.run(pool, found, today, ages, batch=settings.import_batch_size)
+            found.path.unlink(missing_ok=True)
+        except imports.ImportBusy:
+            log.info("import already running elsewhere", import_id=str(found.import_id))
+        except Exception:
+            log.exception(
+                "import stopped; upload the file again to carry on", import_id=str(found.import_id)
+            )
+        finally:
+            running_imports.pop(found.import_id, None)
+
+    async def resume_imports() -> None:
+        """Imports a crash or a restart interrupted carry on from their kept file."""
+        async with db.connection(pool) as conn:
+            unfinished = await store.unfinished_imports(conn)
+        for import_id, digest in unfinished:
+            kept = settings.import_dir / f"{digest}.csv"
+            if not kept.exists():
+                log.warning(
+                    "import interrupted and its file is gone: upload the file again",
+                    import_id=str(import_id),
+                )
+                continue
+            found = await asyncio.to_thread(imports.scan, kept)
+            if found.digest != digest:
+                log.warning("kept import file changed; not resumed", import_id=str(import_id))
+                continue
+            log.info("resuming import", import_id=str(import_id), rows=found.rows_total)
+            running_imports[import_id] = asyncio.create_task(
+                import_in_background(found), name=f"import-{import_id}"
+            )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with running(resources, broker):
+            await resume_imports()
+            try:
+                yield
+            finally:
+                for task in list(running_imports.values()):
+                    task.cancel()  # whole batches are kept; the next start carries on
+                await asyncio.gather(*running_imports.values(), return_exceptions=True)
+
     app = service_app(
         resources,
         broker,
         title="Perisai registration",
         summary="Enrol informal workers of Kota Pasuruan in JKK + JKM cover.",
+        lifespan=lifespan,
     )
 
     @app.post("/v1/enrolments", status_code=201, responses=problems(400, 409, 422))
@@ -534,21 +584,6 @@ def create_app(resources: Resources) -> FastAPI:
                     await outbox.enqueue_events(conn, [event])
         except WorkerNotFound as error:
             raise HTTPException(404, str(error)) from None
-
-    running_imports: dict[UUID, asyncio.Task[None]] = {}
-
-    async def import_in_background(found: imports.Scan) -> None:
-        try:
-            await imports.run(pool, found, today, ages, batch=settings.import_batch_size)
-            found.path.unlink(missing_ok=True)
-        except imports.ImportBusy:
-            log.info("import already running elsewhere", import_id=str(found.import_id))
-        except Exception:
-            log.exception(
-                "import stopped; upload the file again to carry on", import_id=str(found.import_id)
-            )
-        finally:
-            running_imports.pop(found.import_id, None)
 
     @app.post(
         "/v1/imports",

@@ -427,6 +427,13 @@ async def record_import_rows(
     )
 
 
+async def unfinished_imports(conn: asyncpg.Connection) -> list[tuple[UUID, str]]:
+    rows = await conn.fetch(
+        "SELECT import_id, file_digest FROM imports WHERE status = 'running' ORDER BY created_at"
+    )
+    return [(row["import_id"], row["file_digest"]) for row in rows]
+
+
 async def finish_import(conn: asyncpg.Connection, import_id: UUID) -> None:
     await conn.execute(
         """UPDATE imports SET status = 'done', finished_at = coalesce(finished_at, now())

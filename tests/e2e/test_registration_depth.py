@@ -311,3 +311,76 @@ async def test_a_csv_upload_to_the_running_service_confirms_every_enrolled_worke
         interval_s=0.5,
         what="a confirmation SMS to every enrolled worker of the file",
     )
+
+
+async def test_an_import_survives_the_service_killed_midway_and_the_file_sent_again(
+    fresh_stack: LocalStack, tmp_path: Path
+) -> None:
+    """kill -9 of registration mid-import: on restart the import carries on from its
+    kept file; the same file uploaded again too is the same import. Every row is
+    answered once, every enrolled worker confirmed once."""
+    config = fresh_stack.config
+    size, invalid = 6000, 60
+    path = tmp_path / "daftar.csv"
+    entries = generate_cohort(size, invalid=invalid, seed=777)
+    write_cohort_csv(entries, path)
+    async with httpx.AsyncClient(base_url=config.registration_url, timeout=60) as client:
+        created = await client.post(
+            "/v1/imports", content=path.read_bytes(), headers={"Content-Type": "text/csv"}
+        )
+        assert created.status_code == 202, created.text
+        import_id = created.json()["import_id"]
+
+        async def status() -> dict[str, Any]:
+            return dict((await client.get(f"/v1/imports/{import_id}")).json())
+
+        await eventually(
+            status,
+            lambda s: s["rows_done"] >= (size + invalid) // 4,
+            timeout_s=120,
+            interval_s=0.2,
+            what="a quarter of the rows done",
+        )
+        fresh_stack["registration"].kill()
+        await fresh_stack.restart("registration")
+        again = await client.post(
+            "/v1/imports", content=path.read_bytes(), headers={"Content-Type": "text/csv"}
+        )
+        assert again.status_code == 202, again.text
+        done = await eventually(
+            status,
+            lambda s: s["status"] == "done",
+            timeout_s=180,
+            interval_s=0.5,
+            what="the import done",
+        )
+    assert (done["rows_done"], done["enrolled"], done["rejected"], done["uploads"]) == (
+        size + invalid,
+        size,
+        invalid,
+        2,
+    )
+    conn = await asyncpg.connect(config.database_url)
+    try:
+        counts = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM registration.workers) AS workers,
+                      (SELECT count(*) FROM registration.enrolment_requests) AS requests"""
+        )
+    finally:
+        await conn.close()
+    assert (counts["workers"], counts["requests"]) == (size, size + invalid)
+    phones = {normalise_phone(e.worker.phone) for e in entries if e.expected_reason is None}
+
+    async def delivered() -> dict[str, Any]:
+        async with httpx.AsyncClient() as client:
+            return dict((await client.get(f"{config.sms_url}/v1/stats")).json())
+
+    stats = await eventually(
+        delivered,
+        lambda s: s.get("accepted", 0) >= size,
+        timeout_s=240,
+        interval_s=1,
+        what="every enrolled worker's SMS",
+    )
+    assert len(phones) == size
+    assert (stats["accepted"], stats["duplicates"]) == (size, 0), stats
