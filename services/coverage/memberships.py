@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, timedelta
+from itertools import groupby
 from uuid import UUID
 
 import asyncpg
@@ -14,7 +15,7 @@ import structlog
 
 from services.coverage import policies, service, store
 from services.coverage.errors import NotFound, Refused
-from shared.events import Event, WorkerDeregistered, WorkerEnrolled
+from shared.events import Event, PolicyActivated, WorkerDeregistered, WorkerEnrolled
 
 log = structlog.get_logger("coverage.memberships")
 
@@ -26,35 +27,51 @@ def _reason(event_reason: str) -> str:
 async def enrolled(
     conn: asyncpg.Connection, enrolments: Sequence[WorkerEnrolled], today: date
 ) -> list[Event]:
-    """Policies for new memberships. A later membership whose earlier policy is still
-    open (its WorkerDeregistered not read yet) ends that policy first: on the recorded
-    deregistration date if there is one, else the day before the new membership."""
+    """Policies for new memberships, lowest membership first (a batch may hold a
+    worker's membership 1 and 2). A later membership whose earlier policy is still open
+    (its WorkerDeregistered not read yet) ends that policy first: on the recorded
+    deregistration date if there is one, else the day before the new membership. A
+    membership already deregistered when its enrolment arrives gets its policy ended at
+    once, and no PolicyActivated: nobody is told they are covered after they left."""
     events: list[Event] = []
-    for enrolment in sorted(enrolments, key=lambda e: e.worker_id):
-        if enrolment.membership == 1:
-            continue
-        for policy_id, membership in await store.open_policies_before(
-            conn, enrolment.worker_id, enrolment.membership
-        ):
-            recorded = await store.deregistrations_of(conn, [(enrolment.worker_id, membership)])
-            on, why = recorded.get(
-                (enrolment.worker_id, membership),
-                (
-                    enrolment.enrolled_on - timedelta(days=1),
-                    f"membership {enrolment.membership} began",
-                ),
-            )
-            events += await _end(conn, policy_id, on, _reason(why))
-    events += await service.activate(conn, enrolments, today)
-    events += await _apply_recorded(conn, [(e.worker_id, e.membership) for e in enrolments])
+    ordered = sorted(enrolments, key=lambda e: e.membership)
+    for membership, group in groupby(ordered, key=lambda e: e.membership):
+        batch = list(group)
+        if membership > 1:
+            for enrolment in sorted(batch, key=lambda e: e.worker_id):
+                events += await _close_earlier(conn, enrolment)
+        keys = [(e.worker_id, e.membership) for e in batch]
+        gone = await store.deregistrations_of(conn, keys)
+        activated = await service.activate(conn, batch, today)
+        events += [
+            e
+            for e in activated
+            if not (isinstance(e, PolicyActivated) and (e.worker_id, e.membership) in gone)
+        ]
+        events += await _apply_recorded(conn, keys)
+    return events
+
+
+async def _close_earlier(conn: asyncpg.Connection, enrolment: WorkerEnrolled) -> list[Event]:
+    events: list[Event] = []
+    for policy_id, membership, start in await store.open_policies_before(
+        conn, enrolment.worker_id, enrolment.membership
+    ):
+        key = (enrolment.worker_id, membership)
+        recorded = (await store.deregistrations_of(conn, [key])).get(key)
+        if recorded is not None:
+            on, reason = recorded[0], _reason(recorded[1])
+        else:
+            on = enrolment.enrolled_on - timedelta(days=1)
+            reason = f"membership {enrolment.membership} of the worker began"
+        events += await _end(conn, policy_id, max(on, start), reason)
     return events
 
 
 async def deregistered(
     conn: asyncpg.Connection, deregistrations: Sequence[WorkerDeregistered]
 ) -> list[Event]:
-    events: list[Event] = []
-    for event in sorted(deregistrations, key=lambda e: e.worker_id):
+    for event in sorted(deregistrations, key=lambda e: (e.worker_id, e.membership)):
         await store.record_deregistration(
             conn,
             event.worker_id,
@@ -63,12 +80,15 @@ async def deregistered(
             event.reason,
             event.event_id,
         )
-    events += await _apply_recorded(conn, [(e.worker_id, e.membership) for e in deregistrations])
-    return events
+    return await _apply_recorded(conn, [(e.worker_id, e.membership) for e in deregistrations])
 
 
-async def _apply_recorded(conn: asyncpg.Connection, memberships: Sequence[tuple]) -> list[Event]:
-    """End the policies of these memberships that a recorded deregistration ends."""
+async def _apply_recorded(
+    conn: asyncpg.Connection, memberships: Sequence[tuple[UUID, int]]
+) -> list[Event]:
+    """End the policies of these memberships that a recorded deregistration ends. A
+    date before the policy's cover began (cover that started late, e.g. when no
+    agreement was in force) ends it on its first day: it is never left open."""
     events: list[Event] = []
     recorded = await store.deregistrations_of(conn, list(memberships))
     for (worker_id, membership), (on, why) in sorted(recorded.items()):
@@ -80,17 +100,20 @@ async def _apply_recorded(conn: asyncpg.Connection, memberships: Sequence[tuple]
                 membership=membership,
             )
             continue
-        policy_id, status = found
+        policy_id, status, start = found
         if status == "ended":
             continue
-        events += await _end(conn, policy_id, on, _reason(why))
+        events += await _end(conn, policy_id, max(on, start), _reason(why))
     return events
 
 
 async def _end(conn: asyncpg.Connection, policy_id: UUID, on: date, reason: str) -> list[Event]:
     try:
         event, _ = await policies.end(conn, policy_id=policy_id, on=on, reason=reason)
-    except (NotFound, Refused) as error:
-        log.warning("policy not ended", policy_id=str(policy_id), reason=reason, error=str(error))
+    except NotFound:
         return []
+    except Refused as error:
+        if error.code == "TRANSITION_FORBIDDEN":  # ended meanwhile: nothing left to do
+            return []
+        raise
     return [event]

@@ -85,26 +85,29 @@ async def workers_with_policies(
 
 async def open_policies_before(
     conn: asyncpg.Connection, worker_id: UUID, membership: int
-) -> list[tuple[UUID, int]]:
-    """The worker's policies of earlier memberships that have not ended."""
+) -> list[tuple[UUID, int, date]]:
+    """The worker's policies of earlier memberships that have not ended, with their
+    first day of cover."""
     rows = await conn.fetch(
-        """SELECT policy_id, membership FROM policies
+        """SELECT policy_id, membership, coverage_start FROM policies
            WHERE worker_id = $1 AND membership < $2 AND status <> 'ended'""",
         worker_id,
         membership,
     )
-    return [(row["policy_id"], row["membership"]) for row in rows]
+    return [(row["policy_id"], row["membership"], row["coverage_start"]) for row in rows]
 
 
 async def policy_of_membership(
     conn: asyncpg.Connection, worker_id: UUID, membership: int
-) -> tuple[UUID, str] | None:
+) -> tuple[UUID, str, date] | None:
+    """The policy of one membership: id, status, first day of cover."""
     row = await conn.fetchrow(
-        "SELECT policy_id, status FROM policies WHERE worker_id = $1 AND membership = $2",
+        """SELECT policy_id, status, coverage_start FROM policies
+           WHERE worker_id = $1 AND membership = $2""",
         worker_id,
         membership,
     )
-    return None if row is None else (row["policy_id"], row["status"])
+    return None if row is None else (row["policy_id"], row["status"], row["coverage_start"])
 
 
 async def record_deregistration(

@@ -475,7 +475,15 @@ def create_app(resources: Resources) -> FastAPI:
                     import_id=str(import_id),
                 )
                 continue
-            found = await asyncio.to_thread(imports.scan, kept)
+            try:
+                found = await asyncio.to_thread(imports.scan, kept)
+            except (OSError, csv_intake.FileInvalid) as error:
+                log.warning(
+                    "kept import file unreadable; upload the file again",
+                    import_id=str(import_id),
+                    error=str(error),
+                )
+                continue
             if found.digest != digest:
                 log.warning("kept import file changed; not resumed", import_id=str(import_id))
                 continue

@@ -129,7 +129,26 @@ def apply_changes(
         changed["declared_income"] = income
     if reasons:
         return reasons
-    return replace(current, **changed)
+    after = replace(current, **changed)
+    if after.kelurahan_code is None:  # enrolled before kelurahan were checked
+        recorded = validate_domicile(after.kecamatan_code, after.kelurahan)
+        if not isinstance(recorded, Domicile):
+            return [
+                reason(
+                    r.code,
+                    r.field,
+                    f"the recorded domicile is not in the official list ({r.message}): "
+                    "give kecamatan_code and kelurahan with this change",
+                )
+                for r in recorded
+            ]
+        after = replace(
+            after,
+            kecamatan_code=recorded.kecamatan_code,
+            kelurahan=recorded.kelurahan.name,
+            kelurahan_code=recorded.kelurahan.code,
+        )
+    return after
 
 
 def _moving_out(problem: RejectionReason) -> RejectionReason:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Final
+from typing import Any, Final
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -617,6 +617,8 @@ class Numbered:
     participant_number: str
     membership: int = 1
     revision: int = 1
+    changes: Mapping[str, Any] | None = None
+    """Enrolling again: what the new request changed on the record ({field: {from, to}})."""
 
 
 @dataclass

@@ -96,30 +96,30 @@ async def run(
     """Enrol the file's rows not yet stored, a batch per transaction; the import is
     done when every row is. ImportBusy if another process holds it."""
     import_id = found.import_id
-    async with pool.acquire() as holder:
+    # One connection does it all: it holds the import's lock and runs every batch, so
+    # any number of imports take one connection each from the pool, never two.
+    async with pool.acquire() as conn:
         key = import_id.int & 0x7FFF_FFFF_FFFF_FFFF
-        if not await holder.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
             raise ImportBusy(f"import {import_id} is running in another process")
         try:
-            async with db.connection(pool) as conn:
-                done = await store.rows_done(conn, import_id)
+            done = await store.rows_done(conn, import_id)
             if progress is not None:
                 progress(done, found.rows_total)
             _, rows = csv_intake.rows(_lines(found.path))
             remaining = islice(rows, done, None)
             while chunk := list(islice(remaining, batch)):
-                await _enrol_batch(pool, found, chunk, today, ages)
+                await _enrol_batch(conn, found, chunk, today, ages)
                 done = chunk[-1].number
                 if progress is not None:
                     progress(done, found.rows_total)
-            async with db.transaction(pool) as conn:
-                await store.finish_import(conn, import_id)
+            await store.finish_import(conn, import_id)
         finally:
-            await holder.execute("SELECT pg_advisory_unlock($1)", key)
+            await conn.execute("SELECT pg_advisory_unlock($1)", key)
 
 
 async def _enrol_batch(
-    pool: asyncpg.Pool,
+    conn: asyncpg.Connection,
     found: Scan,
     chunk: list[csv_intake.Row],
     today: Callable[[], date],
@@ -136,7 +136,7 @@ async def _enrol_batch(
     ]
     async for attempt in stamina.retry_context(on=RACE_ERRORS, attempts=3, timeout=30):
         with attempt:
-            async with db.transaction(pool) as conn:
+            async with conn.transaction():
                 _, events = await service.enrol(conn, commands, today(), ages)
                 await outbox.enqueue_events(conn, events)
                 await store.record_import_rows(

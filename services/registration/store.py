@@ -137,6 +137,15 @@ async def reenrol_workers(
     transaction re-enrolled first is skipped (the row lock and status decide the race)."""
     if not workers:
         return []
+    before = {
+        row["nik"]: dict(row)
+        for row in await conn.fetch(
+            f"""SELECT nik, {", ".join(_REENROLLED)} FROM workers
+                WHERE nik = ANY($1::text[]) AND status = 'deregistered'
+                ORDER BY nik FOR UPDATE""",
+            [w.nik for _, w in workers],
+        )
+    }
     rows = await conn.fetch(
         """UPDATE workers w SET
                status = 'active', membership = w.membership + 1, revision = w.revision + 1,
@@ -153,7 +162,10 @@ async def reenrol_workers(
                      phone_e164, email, occupation, declared_income, preferred_language,
                      request_id, name_key)
            WHERE w.nik = u.nik AND w.status = 'deregistered'
-           RETURNING w.nik, w.worker_id, w.participant_number, w.membership, w.revision""",
+           RETURNING w.nik, w.worker_id, w.participant_number, w.membership, w.revision,
+                     w.full_name, w.address, w.kelurahan, w.kelurahan_code, w.kecamatan_code,
+                     w.phone_e164, w.email, w.occupation, w.declared_income,
+                     w.preferred_language""",
         [w.nik for _, w in workers],
         [w.request.full_name.strip() for _, w in workers],
         [w.request.address.strip() for _, w in workers],
@@ -177,10 +189,30 @@ async def reenrol_workers(
             row["participant_number"],
             row["membership"],
             row["revision"],
+            {
+                name: {"from": before[worker.nik][name], "to": row[name]}
+                for name in _REENROLLED
+                if worker.nik in before and before[worker.nik][name] != row[name]
+            },
         )
         for command, worker in workers
         if (row := by_nik.get(worker.nik)) is not None
     ]
+
+
+_REENROLLED = (
+    "full_name",
+    "address",
+    "kelurahan",
+    "kelurahan_code",
+    "kecamatan_code",
+    "phone_e164",
+    "email",
+    "occupation",
+    "declared_income",
+    "preferred_language",
+)
+"""What enrolling again may change on the record (kept in its history row)."""
 
 
 async def record_history(conn: asyncpg.Connection, stored: Sequence[Numbered]) -> None:
@@ -188,15 +220,16 @@ async def record_history(conn: asyncpg.Connection, stored: Sequence[Numbered]) -
     if not stored:
         return
     await conn.execute(
-        """INSERT INTO worker_history (worker_id, revision, change, actor, request_id)
-           SELECT w, r, CASE WHEN m = 1 THEN 'enrolled' ELSE 're_enrolled' END, a, q
-           FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[])
-                AS t(w, r, m, a, q)""",
+        """INSERT INTO worker_history (worker_id, revision, change, actor, request_id, changes)
+           SELECT w, r, CASE WHEN m = 1 THEN 'enrolled' ELSE 're_enrolled' END, a, q, c::jsonb
+           FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::text[])
+                AS t(w, r, m, a, q, c)""",
         [entry.worker.worker_id for entry in stored],
         [entry.revision for entry in stored],
         [entry.membership for entry in stored],
         [entry.command.source for entry in stored],
         [entry.command.request_id for entry in stored],
+        [json.dumps(entry.changes or {}, default=str) for entry in stored],
     )
 
 

@@ -97,7 +97,36 @@ async def test_a_deregistration_read_before_its_enrolment_ends_the_policy_once_i
     assert await deregistered(pool, early) == []
     events = await enrolled(pool, worker_enrolled(worker_id=worker, enrolled_on=date(2026, 6, 10)))
     assert [e.event_type for e in events][-1] == "policy.ended"
+    assert "policy.activated" not in [e.event_type for e in events]  # nobody told "covered"
     assert await policies(pool, worker) == [(1, "ended", date(2026, 6, 10))]
+
+
+async def test_a_deregistration_dated_before_cover_began_ends_the_policy_on_its_first_day(
+    pool: asyncpg.Pool,
+) -> None:
+    worker = uuid.uuid4()
+    await enrolled(pool, worker_enrolled(worker_id=worker, enrolled_on=date(2026, 6, 10)))
+    await pool.execute(  # cover that began later than the enrolment (a late agreement)
+        "UPDATE policies SET coverage_start = '2026-07-01' WHERE worker_id = $1", worker
+    )
+    died = worker_deregistered(worker_id=worker, reason="DIED", effective_date=date(2026, 6, 20))
+    [ended] = await deregistered(pool, died)
+    assert ended.coverage_end == date(2026, 7, 1)  # type: ignore[attr-defined]
+    assert (await policies(pool, worker))[0][1] == "ended"
+
+
+async def test_two_memberships_of_a_worker_in_one_batch_open_one_policy_after_the_other(
+    pool: asyncpg.Pool,
+) -> None:
+    worker = uuid.uuid4()
+    first = worker_enrolled(worker_id=worker, enrolled_on=date(2026, 6, 10))
+    second = worker_enrolled(
+        event_id=uuid.uuid4(), worker_id=worker, enrolled_on=date(2026, 9, 1), membership=2
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        events = await memberships.enrolled(conn, [second, first], TODAY)
+        await enqueue_events(conn, events)
+    assert await policies(pool, worker) == [(1, "ended", date(2026, 8, 31)), (2, "active", None)]
 
 
 async def test_enrolling_again_opens_a_new_policy_under_the_same_worker(

@@ -114,3 +114,38 @@ async def test_the_policy_half_first_then_the_enrolment_queues_the_confirmation(
         enrolment = worker_enrolled(worker_id=worker, email=None)
         assert await service.contacts_received(conn, [enrolment], HELP_LINE) == 1
     assert await recipients(pool, worker) == [("sms", "+6281234567890")]
+
+
+async def test_one_batch_with_two_changes_and_two_memberships_of_a_worker_applies_the_newest(
+    pool: asyncpg.Pool,
+) -> None:
+    """One upsert may not touch a row twice: the newest of a worker's events in a batch
+    is the one applied."""
+    worker = uuid.uuid4()
+    async with pool.acquire() as conn, conn.transaction():
+        await service.details_changed(
+            conn,
+            [
+                worker_details_changed(worker_id=worker, phone_e164="+6281311110003", revision=3),
+                worker_details_changed(
+                    event_id=uuid.uuid4(),
+                    worker_id=worker,
+                    phone_e164="+6281311110002",
+                    revision=2,
+                ),
+            ],
+        )
+        first = worker_enrolled(worker_id=worker, email=None)
+        second = worker_enrolled(
+            event_id=uuid.uuid4(),
+            worker_id=worker,
+            membership=2,
+            revision=4,
+            email=None,
+            phone_e164="+6281311110004",
+        )
+        await service.contacts_received(conn, [first, second], HELP_LINE)
+        policy = policy_activated(worker_id=worker, policy_id=uuid.uuid4(), membership=2)
+        old = policy_activated(event_id=uuid.uuid4(), worker_id=worker)
+        assert await service.policies_received(conn, [old, policy], HELP_LINE) == 1
+    assert await recipients(pool, worker) == [("sms", "+6281311110004")]

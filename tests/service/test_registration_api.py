@@ -313,6 +313,7 @@ async def test_deregistration_ends_the_membership_once_and_a_later_enrolment_sta
     assert len({e["worker_id"] for e in enrolments}) == 1
     history = (await api.get(f"/v1/workers/{number}/history")).json()
     assert [h["change"] for h in history] == ["enrolled", "deregistered", "re_enrolled"]
+    assert history[2]["changes"]["phone_e164"] == {"from": "+6281234567890", "to": "+6281399998888"}
     duplicate = await api.post(
         "/v1/enrolments", json=worker, headers={"Idempotency-Key": f"key-{uuid.uuid4()}"}
     )

@@ -848,3 +848,24 @@ def test_every_reason_code_the_rules_can_give_is_catalogued_and_in_the_readme() 
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     assert given <= set(REASONS), given - set(REASONS)
     assert [code for code in REASONS if f"| `{code}` |" not in readme] == []
+
+
+def test_a_change_to_a_worker_enrolled_before_kelurahan_codes_fills_in_the_code() -> None:
+    from services.registration.changes import WorkerDetails, apply_changes
+
+    legacy = WorkerDetails(
+        "+6281234567890", None, "Jl. Kepel 1", "357503", "tapaan", None, "id", 1_000_000
+    )
+    after = apply_changes(legacy, {"preferred_language": "en"})
+    assert not isinstance(after, list)
+    assert (after.kecamatan_code, after.kelurahan, after.kelurahan_code) == (
+        "35.75.03",
+        "Tapa'an",
+        "35.75.03.1003",
+    )
+    junk = WorkerDetails("+6281234567890", None, "Jl. 1", "35.75.03", "Kampung", None, "id", 10**6)
+    [problem] = apply_changes(junk, {"preferred_language": "en"})  # type: ignore[misc]
+    assert problem.code == "DOMICILE_KELURAHAN_UNKNOWN"
+    assert "give kecamatan_code and kelurahan" in problem.message
+    fixed = apply_changes(junk, {"kecamatan_code": "35.75.03", "kelurahan": "Kepel"})
+    assert not isinstance(fixed, list) and fixed.kelurahan_code == "35.75.03.1002"
