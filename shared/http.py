@@ -99,6 +99,13 @@ def simple_problem(status: int, detail: str | None = None, **members: Any) -> Pr
     return Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, **members)
 
 
+def wants_csv(request: Request, format: str | None) -> bool:
+    """CSV when ``?format=csv``, or with no format asked when Accept names text/csv."""
+    if format is not None:
+        return format == "csv"
+    return "text/csv" in request.headers.get("accept", "")
+
+
 def refused_problem(error: Refused) -> Problem:
     """A 409 whose type names the rule: ALREADY_DEREGISTERED is
     /problems/already-deregistered."""

@@ -58,7 +58,14 @@ from shared.events import (
     WorkerDeregistered,
     WorkerEnrolled,
 )
-from shared.http import Problem, problem_response, problems, refused_problem, simple_problem
+from shared.http import (
+    Problem,
+    problem_response,
+    problems,
+    refused_problem,
+    simple_problem,
+    wants_csv,
+)
 from shared.outbox import enqueue_events
 from shared.service import (
     Resources,
@@ -91,12 +98,6 @@ PRODUCED: tuple[type[Event], ...] = (
     PolicyEnded,
 )
 """Every event coverage publishes (through its outbox)."""
-
-
-def wants_csv(request: Request, format: str | None) -> bool:
-    if format is not None:
-        return format == "csv"
-    return "text/csv" in request.headers.get("accept", "")
 
 
 def csv_response(body: str, filename: str) -> Response:

@@ -59,7 +59,7 @@ from shared.events import (
     WorkerDetailsChanged,
     WorkerEnrolled,
 )
-from shared.http import Problem, problem_response, problems, refused_problem
+from shared.http import Problem, problem_response, problems, refused_problem, wants_csv
 from shared.service import (
     Resources,
     ServiceSpec,
@@ -683,12 +683,9 @@ def create_app(resources: Resources) -> FastAPI:
         and in English). CSV (?format=csv or Accept: text/csv) gives every row, for a
         spreadsheet: ';' separated, UTF-8 with BOM; JSON gives a page."""
         async with db.connection(pool) as conn:
-            if await store.import_status(conn, import_id) is None:
+            if not await store.import_exists(conn, import_id):
                 raise HTTPException(404, "no import with this id")
-        as_csv = format == "csv" or (
-            format is None and "text/csv" in request.headers.get("accept", "")
-        )
-        if not as_csv:
+        if not wants_csv(request, format):
             async with db.connection(pool) as conn:
                 page = await store.import_rows_page(conn, import_id, after, limit)
             return JSONResponse(jsonable_encoder({"rows": page}))

@@ -51,9 +51,8 @@ async def enrol(
         return [answer(c, known[c.request_id]) for c in commands], []
 
     niks = [nik for c in new if (nik := c.nik) is not None and domain.is_nik_shaped(nik)]
-    enrolled_niks = await store.participants_by_nik(conn, niks)
+    enrolled_niks, returning = await store.holders_by_nik(conn, niks)
     decision = domain.decide(new, enrolled_niks, today, ages)
-    returning = await store.deregistered_by_nik(conn, [w.nik for _, w in decision.to_store])
     first_time = [(c, w) for c, w in decision.to_store if w.nik not in returning]
     sequence = await store.next_participant_sequence(conn, len(first_time))
     numbered = [
@@ -64,8 +63,7 @@ async def enrol(
     stored = [entry for entry in numbered if entry.worker.nik in inserted]
     again = [(c, w) for c, w in decision.to_store if w.nik in returning]
     stored += await store.reenrol_workers(conn, again, today)
-    attempted = [(c, w) for c, w in decision.to_store]
-    rejected = decision.rejected + await _lost_races(conn, attempted, stored)
+    rejected = decision.rejected + await _lost_races(conn, decision.to_store, stored)
     await store.record_history(conn, stored)
 
     outcomes: dict[str, Outcome] = dict(known)

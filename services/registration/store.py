@@ -68,13 +68,17 @@ async def participants_by_nik(conn: asyncpg.Connection, niks: Sequence[str]) -> 
     return {row["nik"]: row["participant_number"] for row in rows}
 
 
-async def deregistered_by_nik(conn: asyncpg.Connection, niks: Sequence[str]) -> set[str]:
-    """Which of these NIKs belong to deregistered workers (who may enrol again)."""
+async def holders_by_nik(
+    conn: asyncpg.Connection, niks: Sequence[str]
+) -> tuple[dict[str, str], set[str]]:
+    """In one lookup: the participant numbers of the members holding these NIKs, and
+    which of the NIKs belong to deregistered workers (who may enrol again)."""
     rows = await conn.fetch(
-        """SELECT nik FROM workers WHERE nik = ANY($1::text[]) AND status = 'deregistered'""",
+        "SELECT nik, participant_number, status FROM workers WHERE nik = ANY($1::text[])",
         list(niks),
     )
-    return {row["nik"] for row in rows}
+    members = {r["nik"]: r["participant_number"] for r in rows if r["status"] == "active"}
+    return members, {r["nik"] for r in rows if r["status"] == "deregistered"}
 
 
 async def next_participant_sequence(conn: asyncpg.Connection, count: int) -> list[int]:
@@ -473,6 +477,10 @@ async def finish_import(conn: asyncpg.Connection, import_id: UUID) -> None:
            WHERE import_id = $1""",
         import_id,
     )
+
+
+async def import_exists(conn: asyncpg.Connection, import_id: UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM imports WHERE import_id = $1", import_id))
 
 
 async def import_status(conn: asyncpg.Connection, import_id: UUID) -> dict[str, object] | None:

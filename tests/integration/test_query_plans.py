@@ -117,6 +117,7 @@ async def test_registration_lookups_use_indexes_on_200k_workers(service_pool: Se
         big = {"workers", "enrolment_requests"}
 
         assert await sequential_scans(conn, lambda c: store.participants_by_nik(c, niks), big) == []
+        assert await sequential_scans(conn, lambda c: store.holders_by_nik(c, niks), big) == []
         assert await sequential_scans(conn, lambda c: store.answered(c, request_ids), big) == []
         number = await conn.fetchval("SELECT participant_number FROM workers LIMIT 1")
         assert await sequential_scans(conn, lambda c: store.worker_summary(c, number), big) == []
