@@ -160,8 +160,10 @@ async def feed(
     retry_for_s: float = DEFAULT_RETRY_FOR_S,
     max_wait_s: float = 5.0,
     timeout_s: float = 120.0,
+    api_key: str | None = None,
 ) -> list[dict]:
     """POST ``entries`` to ``{base_url}/v1/enrolments/batch``; return the results in input order.
+    ``api_key`` (with the 'enrol' scope) goes in each request's Authorization header.
 
     Up to ``concurrency`` batches are in flight. ``on_progress(done, total)`` is called
     after each batch, ``on_retry(problem, seconds)`` before each retry of one. Raises
@@ -177,7 +179,10 @@ async def feed(
     timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
     limits = httpx.Limits(max_connections=concurrency)
 
-    async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=timeout, limits=limits, headers=headers
+    ) as client:
 
         async def run(index: int) -> None:
             nonlocal done

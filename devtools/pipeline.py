@@ -68,6 +68,7 @@ async def run_cohort(
         on_progress=on_feed_progress,
         on_retry=on_retry,
         retry_for_s=retry_for_s,
+        api_key=stack.feeder_key,
     )
     fed = time.monotonic()
     expected = Expected.from_results(entries, results)

@@ -82,10 +82,12 @@ def print_summary(report: RunReport, entries_total: int) -> None:
     print("\n".join(lines), flush=True)
 
 
-async def bill_this_month(coverage_url: str) -> dict[str, Any]:
+async def bill_this_month(stack: LocalStack) -> dict[str, Any]:
     """Run this month's billing (WIB) through coverage's API, as operations would."""
     period = f"{datetime.now(ZoneInfo(BILLING_TIMEZONE)):%Y-%m}"
-    async with httpx.AsyncClient(base_url=coverage_url, timeout=300) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.config.coverage_url, timeout=300, auth=stack.auth
+    ) as client:
         response = await client.post("/v1/billing-runs", json={"period": period})
         response.raise_for_status()
         summary: dict[str, Any] = response.json()
@@ -146,7 +148,9 @@ async def run(args: argparse.Namespace) -> int:
             f"  notifications {config.notifications_url}/v1/summary\n"
             f"  SMS gateway   {config.sms_url}/v1/messages\n"
             f"  SMTP server   127.0.0.1:{config.smtp_port} "
-            f"(read: {config.smtp_http_url}/v1/messages)",
+            f"(read: {config.smtp_http_url}/v1/messages)\n"
+            "API keys of this run (every scope; header 'Authorization: Bearer <key>'):\n"
+            + "".join(f"  {name:<13} {key}\n" for name, key in stack.keys.items()),
             flush=True,
         )
         entries = generate_cohort(args.size, invalid=args.invalid, seed=args.seed)
@@ -173,7 +177,7 @@ async def run(args: argparse.Namespace) -> int:
         )
         delivering.finish()
         print_summary(report, len(entries))
-        billed = await bill_this_month(config.coverage_url)
+        billed = await bill_this_month(stack)
         print_billing(billed)
         if not billed["ledger"]["ok"]:
             return 1

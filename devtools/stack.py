@@ -5,12 +5,14 @@ end-to-end tests, so both exercise exactly the same topology."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,20 @@ import httpx
 from devtools.serving import free_port
 
 SERVICES = ("registration", "coverage", "notifications")
+ALL_SCOPES = "enrol,read,admin,finance,ops"
+
+
+class KeyAuth(httpx.Auth):
+    """Sends each service the stack's API key for it, chosen by the request's port."""
+
+    def __init__(self, keys_by_port: dict[int, str]) -> None:
+        self.keys_by_port = keys_by_port
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+        key = self.keys_by_port.get(request.url.port or 0)
+        if key is not None and "authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {key}"
+        yield request
 
 
 class StackError(Exception):
@@ -66,7 +82,14 @@ class StackConfig:
             sms_port=free_port(),
             smtp_port=free_port(),
             smtp_http_port=free_port(),
-            extra_env={"PERISAI_SCHEDULE_ENABLED": "false", **(extra_env or {})},
+            extra_env={
+                "PERISAI_SCHEDULE_ENABLED": "false",
+                # Tests drive the APIs harder than any client should; the limit has tests
+                # of its own.
+                "PERISAI_RATE_LIMIT_PER_S": "10000",
+                "PERISAI_RATE_LIMIT_BURST": "10000",
+                **(extra_env or {}),
+            },
         )
 
     def url(self, port: int) -> str:
@@ -196,6 +219,9 @@ class LocalStack:
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config
+        self.keys: dict[str, str] = {}
+        self.feeder_key = ""
+        self.auth = KeyAuth({})
         python = sys.executable
         c = config
         logs = c.log_dir
@@ -233,7 +259,51 @@ class LocalStack:
     def __getitem__(self, name: str) -> ManagedProcess:
         return self.processes[name]
 
+    async def make_key(self, service: str, name: str, scopes: str) -> str:
+        """A new API key of ``service``, made with its own command, as an operator would."""
+        port = {
+            "registration": self.config.registration_port,
+            "coverage": self.config.coverage_port,
+            "notifications": self.config.notifications_port,
+        }[service]
+        command = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", f"services.{service}", "keys", "create",
+            "--name", name, "--scope", scopes,
+            env={**os.environ, **self.config.service_env(port)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await command.communicate()
+        if command.returncode != 0:
+            raise StackError(f"cannot make an API key of {service}: {err.decode()[-500:]}")
+        key: str = json.loads(out)["key"]
+        return key
+
+    async def _make_keys(self) -> None:
+        """One key with every scope per service (the stack's operator), and an
+        enrolment-only key for the feeder, as an upstream system would hold."""
+        made = await asyncio.gather(
+            *(self.make_key(service, "local-stack", ALL_SCOPES) for service in SERVICES),
+            self.make_key("registration", "local-feeder", "enrol"),
+        )
+        self.keys = dict(zip(SERVICES, made, strict=False))
+        self.feeder_key = made[-1]
+        c = self.config
+        self.auth = KeyAuth(
+            {
+                c.registration_port: self.keys["registration"],
+                c.coverage_port: self.keys["coverage"],
+                c.notifications_port: self.keys["notifications"],
+            }
+        )
+
+    def headers(self, service: str) -> dict[str, str]:
+        """The Authorization header of the stack's key for ``service``."""
+        return {"Authorization": f"Bearer {self.keys[service]}"}
+
     async def start(self, timeout_s: float = 60.0) -> None:
+        if not self.keys:
+            await self._make_keys()
         for process in self.processes.values():
             process.start()
         async with httpx.AsyncClient() as client:
@@ -262,7 +332,9 @@ class LocalStack:
             "sms_gateway": f"{c.sms_url}/v1/stats",
             "smtp_server": f"{c.smtp_http_url}/v1/stats",
         }
-        responses = await asyncio.gather(*(client.get(u, timeout=10) for u in urls.values()))
+        responses = await asyncio.gather(
+            *(client.get(u, timeout=10, auth=self.auth) for u in urls.values())
+        )
         for response in responses:
             response.raise_for_status()
         return {name: r.json() for name, r in zip(urls, responses, strict=True)}

@@ -12,7 +12,7 @@ OpenAPI document that declares every status an operation can answer with.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -74,7 +74,10 @@ class Problem(BaseModel):
         default=None, description="Conflicts: the answer the request id's first request got."
     )
     participant_number: str | None = Field(
-        default=None, description="Conflicts: the participant the first request enrolled."
+        default=None,
+        description="Conflicts: the participant the first request enrolled. DUPLICATE_NIK "
+        "rejections: the member who holds the NIK, named only to a caller whose key has "
+        "the 'read' scope.",
     )
     reasons: list[RejectionReason] | None = Field(
         default=None, description="Every rule the enrolment broke (rejections)."
@@ -221,10 +224,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected_error)
 
 
-def document_models(app: FastAPI, *models: type[BaseModel]) -> None:
+def document_models(
+    app: FastAPI,
+    *models: type[BaseModel],
+    extend: Sequence[Callable[[dict[str, Any]], None]] = (),
+) -> None:
     """Add ``models`` (and Problem) to the OpenAPI components: a body accepted as raw
     JSON, to answer each problem in it with a reason instead of a bare 422, refers to its
-    model there. Error responses declare application/problem+json only."""
+    model there. Error responses declare application/problem+json only. Each of
+    ``extend`` then completes the document (the guard adds its security)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -238,6 +246,8 @@ def document_models(app: FastAPI, *models: type[BaseModel]) -> None:
                 schemas[model.__name__] = schema
             for status in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(status, None)
+            for complete in extend:
+                complete(document)
             for path in document.get("paths", {}).values():
                 for operation in path.values():
                     for response in operation.get("responses", {}).values():

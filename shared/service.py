@@ -30,14 +30,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from shared import kafka_records
+from shared.api_keys import Scope
 from shared.consumer import BatchConsumer, BatchHandler
 from shared.db import create_pool
 from shared.errors import StartupError
 from shared.events import Event
+from shared.guard import document_security, install_guard, requires
 from shared.http import document_models, install_problem_handlers
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import configure_logging
 from shared.migrations import MigrationError, apply_migrations
+from shared.rate_limit import RateLimiter
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, dead_letter_topic
@@ -179,11 +182,14 @@ class Readiness(BaseModel):
     consumers: dict[str, ConsumerState] = Field(description="Each consumer, by name.")
 
 
-def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+def add_health_routes(router: APIRouter, resources: Resources, broker: KafkaBroker) -> None:
+    """Metrics and health, on the app's own router (an included router would hide its
+    routes from the guard, which then closes them)."""
 
     @router.get(
         "/metrics",
+        tags=["operations"],
+        dependencies=[requires(Scope.OPS)],
         response_class=PlainTextResponse,
         responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
     )
@@ -192,13 +198,14 @@ def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
         inbox conflicts) and the process."""
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @router.get("/health/live")
+    @router.get("/health/live", tags=["operations"])
     async def live() -> dict[str, str]:
         """The process answers."""
         return {"status": "live"}
 
     @router.get(
         "/health/ready",
+        tags=["operations"],
         responses={503: {"model": Readiness, "description": "Not ready: see checks."}},
     )
     async def ready() -> Readiness:
@@ -225,8 +232,6 @@ def health_router(resources: Resources, broker: KafkaBroker) -> APIRouter:
             return JSONResponse(readiness.model_dump(mode="json"), status_code=503)  # type: ignore[return-value]
         return readiness
 
-    return router
-
 
 def service_app(
     resources: Resources,
@@ -240,6 +245,7 @@ def service_app(
     """A service's HTTP app: problem-details errors, health, metrics, and the broker for
     the AsyncAPI generator. ``models`` are documented though no route names them (raw
     JSON bodies)."""
+    settings = resources.settings
     app = FastAPI(
         title=title,
         version="1",
@@ -247,8 +253,14 @@ def service_app(
         lifespan=lifespan or (lambda _: running(resources, broker)),
     )
     install_problem_handlers(app)
-    app.include_router(health_router(resources, broker))
-    document_models(app, *models)
+    install_guard(
+        app,
+        resources.pool,
+        RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    add_health_routes(app.router, resources, broker)
+    document_models(app, *models, extend=[lambda document: document_security(document, app.routes)])
     app.state.broker = broker
     return app
 
@@ -302,7 +314,7 @@ def main(
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args else "serve"
     if command not in ("serve", "migrate"):
-        sys.exit(f"usage: python -m services.{spec.name} [serve|migrate]")
+        sys.exit(f"usage: python -m services.{spec.name} [serve|migrate|keys ...]")
     try:
         settings = settings_class.load()
         configure_logging(spec.name, settings.log_level)

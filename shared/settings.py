@@ -56,6 +56,18 @@ class ServiceSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server binds.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="HTTP port.")
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the HTTP API reads (413 beyond, before parsing); "
+        "the CSV upload has its own limit.",
+    )
+    rate_limit_per_s: float = Field(
+        default=50.0, gt=0, description="Requests a second one API key may make, on average."
+    )
+    rate_limit_burst: int = Field(
+        default=200, ge=1, description="Requests one API key may make at once, above the rate."
+    )
 
     @classmethod
     def load(cls) -> Self:

@@ -8,6 +8,7 @@ prefix, so tests never see each other's rows or messages and no cleanup order ma
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,8 @@ import asyncpg
 import pytest
 
 import infra
+from shared import security_store
+from shared.api_keys import Scope
 from shared.db import create_pool
 from shared.migrations import apply_migrations
 from shared.service import ServiceSpec
@@ -83,3 +86,19 @@ async def shared_schema_pool(database_url: str, tmp_path: Path) -> AsyncIterator
     pool = await create_pool(database_url, schema, min_size=1, max_size=5)
     yield pool
     await pool.close()
+
+
+async def make_api_key(
+    conn: asyncpg.Pool | asyncpg.Connection, *scopes: Scope, name: str = "test"
+) -> str:
+    """A usable API key of the service whose schema ``conn`` is on (every scope if
+    none is named)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if isinstance(conn, asyncpg.Pool):
+            conn = await stack.enter_async_context(conn.acquire())
+        _, key = await security_store.create_key(conn, name, scopes or tuple(Scope), None)
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}

@@ -42,7 +42,8 @@ from services.coverage.requests import (
 )
 from services.coverage.schedule import Scheduler
 from services.coverage.settings import CoverageSettings
-from shared import db, topics
+from shared import db, security_store, topics
+from shared.api_keys import Caller, Scope
 from shared.events import (
     CoverageRefused,
     Event,
@@ -58,6 +59,7 @@ from shared.events import (
     WorkerDeregistered,
     WorkerEnrolled,
 )
+from shared.guard import requires
 from shared.http import (
     Problem,
     problem_response,
@@ -203,7 +205,7 @@ def create_app(resources: Resources) -> FastAPI:
         assert isinstance(error, Refused)
         return problem_response(refused_problem(error))
 
-    @app.get("/v1/summary", responses=problems(422))
+    @app.get("/v1/summary", responses=problems(422), dependencies=[requires(Scope.OPS)])
     async def summary(period: Annotated[str | None, PeriodQuery] = None) -> dict[str, object]:
         """Policies by status and the premium due for a month (default: this month)."""
         month = domain.parse_period(period) if period else domain.month_of(today())
@@ -211,15 +213,29 @@ def create_app(resources: Resources) -> FastAPI:
             return await store.counts(conn, month)
 
     @app.get("/v1/workers/{worker_id}/policy", responses=problems(404, 422))
-    async def worker_policy(worker_id: UUID) -> dict[str, object]:
+    async def worker_policy(
+        request: Request, caller: Annotated[Caller, requires(Scope.READ)], worker_id: UUID
+    ) -> dict[str, object]:
         """A worker's policy (of their latest membership) and its premium ledger entries."""
         async with db.connection(pool) as conn:
             policy = await store.policy_of(conn, worker_id)
         if policy is None:
             raise HTTPException(404, "no policy for this worker (yet)")
+        await security_store.record_access(
+            pool,
+            caller,
+            request.headers.get("x-actor"),
+            request.method,
+            "/v1/workers/{worker_id}/policy",
+            [str(worker_id)],
+        )
         return policy
 
-    @app.post("/v1/workers/{worker_id}/policy/end", responses=problems(400, 404, 409, 422))
+    @app.post(
+        "/v1/workers/{worker_id}/policy/end",
+        responses=problems(400, 404, 409, 422),
+        dependencies=[requires(Scope.ADMIN)],
+    )
     async def end_policy(worker_id: UUID, body: EndPolicyRequest) -> dict[str, object]:
         """End a worker's policy from a date, with a reason: nothing is billed for later
         months and postings already made for them are reversed (PolicyEnded). Ending an
@@ -233,7 +249,9 @@ def create_app(resources: Resources) -> FastAPI:
 
     # -- Agreements ----------------------------------------------------------------
 
-    @app.get("/v1/agreements", responses=problems())
+    @app.get(
+        "/v1/agreements", responses=problems(), dependencies=[requires(Scope.ADMIN, Scope.FINANCE)]
+    )
     async def list_agreements() -> list[dict[str, object]]:
         """Every funding agreement, oldest first."""
         async with db.connection(pool) as conn:
@@ -243,6 +261,7 @@ def create_app(resources: Resources) -> FastAPI:
         "/v1/agreements",
         status_code=201,
         responses={**problems(400, 409, 422), 200: {"description": "This agreement exists."}},
+        dependencies=[requires(Scope.ADMIN)],
     )
     async def add_agreement(draft: agreements.AgreementDraft) -> JSONResponse:
         """Record a funding agreement (201; 200 if this very agreement exists). One payer
@@ -257,7 +276,11 @@ def create_app(resources: Resources) -> FastAPI:
             {**body, "policies_activated": activated}, status_code=201 if added else 200
         )
 
-    @app.post("/v1/agreements/{code}/end", responses=problems(400, 404, 409, 422))
+    @app.post(
+        "/v1/agreements/{code}/end",
+        responses=problems(400, 404, 409, 422),
+        dependencies=[requires(Scope.ADMIN)],
+    )
     async def end_agreement(code: str, body: EndAgreementRequest) -> dict[str, object]:
         """Close an agreement's window (no longer in force from valid_to), e.g. so a
         renewal can start. Never below a month already billed under it (409)."""
@@ -265,7 +288,11 @@ def create_app(resources: Resources) -> FastAPI:
             await agreements.end(conn, code, body.valid_to)
             return await agreements.report(conn, code, today())
 
-    @app.get("/v1/agreements/{code}", responses=problems(404, 422))
+    @app.get(
+        "/v1/agreements/{code}",
+        responses=problems(404, 422),
+        dependencies=[requires(Scope.ADMIN, Scope.FINANCE)],
+    )
     async def show_agreement(code: str) -> dict[str, object]:
         """An agreement with its budget: ceiling, committed, remaining, and the month
         it runs out at the current headcount."""
@@ -274,7 +301,11 @@ def create_app(resources: Resources) -> FastAPI:
 
     # -- Billing and invoices ------------------------------------------------------
 
-    @app.post("/v1/billing-runs", responses=problems(400, 409, 422))
+    @app.post(
+        "/v1/billing-runs",
+        responses=problems(400, 409, 422),
+        dependencies=[requires(Scope.FINANCE)],
+    )
     async def run_billing(body: BillingRunRequest) -> dict[str, object]:
         """Bill a month: post its premium once for every policy active in it, invoice
         each agreement, refuse whole a month an agreement's budget cannot take. Safe to
@@ -287,7 +318,7 @@ def create_app(resources: Resources) -> FastAPI:
             raise Refused("BILLING_IN_PROGRESS", str(error)) from None
         return summary.as_dict()
 
-    @app.get("/v1/invoices", responses=problems(422))
+    @app.get("/v1/invoices", responses=problems(422), dependencies=[requires(Scope.FINANCE)])
     async def list_invoices(
         period: Annotated[str | None, PeriodQuery] = None,
     ) -> list[dict[str, object]]:
@@ -301,6 +332,7 @@ def create_app(resources: Resources) -> FastAPI:
             **problems(404, 422),
             200: {"content": {"application/json": {}, "text/csv": {}}},
         },
+        dependencies=[requires(Scope.FINANCE)],
     )
     async def show_invoice(
         request: Request,
@@ -325,6 +357,7 @@ def create_app(resources: Resources) -> FastAPI:
     @app.get(
         "/v1/invoices/{invoice_id}/lines",
         responses={**problems(404, 422), 200: {"content": {"text/csv": {}}}},
+        dependencies=[requires(Scope.FINANCE)],
     )
     async def invoice_lines(invoice_id: UUID) -> Response:
         """Every line of an invoice with the ledger entry it bills (CSV)."""
@@ -341,6 +374,7 @@ def create_app(resources: Resources) -> FastAPI:
             **problems(400, 404, 409, 422),
             200: {"description": "This payment was recorded before; nothing changed."},
         },
+        dependencies=[requires(Scope.FINANCE)],
     )
     async def pay_invoice(
         invoice_id: UUID, body: PaymentRequest, response: Response
@@ -370,7 +404,11 @@ def create_app(resources: Resources) -> FastAPI:
             "policies_reinstated": sum(isinstance(e, PolicyReinstated) for e in outcome.events),
         }
 
-    @app.post("/v1/invoices/{invoice_id}/void", responses=problems(400, 404, 409, 422))
+    @app.post(
+        "/v1/invoices/{invoice_id}/void",
+        responses=problems(400, 404, 409, 422),
+        dependencies=[requires(Scope.FINANCE)],
+    )
     async def void_invoice(invoice_id: UUID, body: VoidRequest) -> dict[str, object]:
         """Cancel an unpaid invoice with a reason: each of its postings is reversed and
         its amount returns to the budget. An invoice with payments is refused (409)."""
@@ -381,7 +419,9 @@ def create_app(resources: Resources) -> FastAPI:
             await enqueue_events(conn, events)
         return {"invoice_id": str(invoice_id), "status": "void", "reversed": reversed_amount}
 
-    @app.get("/v1/ledger/check", responses=problems())
+    @app.get(
+        "/v1/ledger/check", responses=problems(), dependencies=[requires(Scope.FINANCE, Scope.OPS)]
+    )
     async def check_ledger() -> dict[str, object]:
         """The ledger's invariants: ok, the violations with examples, and notices."""
         async with db.connection(pool) as conn:
@@ -392,6 +432,7 @@ def create_app(resources: Resources) -> FastAPI:
     @app.get(
         "/v1/reports/coverage",
         responses={**problems(422), 200: {"content": {"application/json": {}, "text/csv": {}}}},
+        dependencies=[requires(Scope.OPS, Scope.FINANCE)],
     )
     async def coverage_report(
         request: Request,
@@ -413,7 +454,11 @@ def create_app(resources: Resources) -> FastAPI:
             }
         )
 
-    @app.get("/v1/reports/billing", responses=problems(422))
+    @app.get(
+        "/v1/reports/billing",
+        responses=problems(422),
+        dependencies=[requires(Scope.FINANCE, Scope.OPS)],
+    )
     async def billing_report(
         first: Annotated[str, Query(alias="from", pattern=PERIOD_PATTERN)],
         last: Annotated[str, Query(alias="to", pattern=PERIOD_PATTERN)],

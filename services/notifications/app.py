@@ -19,6 +19,7 @@ from services.notifications.domain import RetryPolicy
 from services.notifications.sender import DeliverySender
 from services.notifications.settings import NotificationSettings
 from shared import db, topics
+from shared.api_keys import Scope
 from shared.events import (
     Event,
     NotificationFailed,
@@ -27,6 +28,7 @@ from shared.events import (
     WorkerDetailsChanged,
     WorkerEnrolled,
 )
+from shared.guard import requires
 from shared.http import problems
 from shared.service import (
     Resources,
@@ -159,7 +161,7 @@ def create_app(resources: Resources) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.get("/v1/summary", responses=problems())
+    @app.get("/v1/summary", responses=problems(), dependencies=[requires(Scope.OPS)])
     async def summary() -> dict[str, object]:
         """Deliveries by channel and status."""
         async with db.connection(pool) as conn:

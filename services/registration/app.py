@@ -23,12 +23,21 @@ import structlog
 from fastapi import Body, FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
 
-from services.registration import csv_intake, imports, membership, search, service, store
+from services.registration import (
+    batch_body,
+    csv_intake,
+    imports,
+    membership,
+    search,
+    service,
+    store,
+)
 from services.registration.domain import (
     AgeRule,
     Answer,
@@ -44,7 +53,8 @@ from services.registration.domain import (
 from services.registration.membership import WorkerNotFound
 from services.registration.reasons import meaning
 from services.registration.settings import RegistrationSettings
-from shared import db, outbox, topics
+from shared import db, outbox, security_store, topics
+from shared.api_keys import Caller, Scope
 from shared.errors import Refused
 from shared.events import (
     PRINTABLE,
@@ -59,6 +69,7 @@ from shared.events import (
     WorkerDetailsChanged,
     WorkerEnrolled,
 )
+from shared.guard import requires
 from shared.http import Problem, problem_response, problems, refused_problem, wants_csv
 from shared.service import (
     Resources,
@@ -159,6 +170,9 @@ class BatchIn(BaseModel):
     enrolments: list[EnrolmentIn] = Field(min_length=1)
 
 
+BATCH_IN_REF = "#/components/schemas/BatchIn"
+
+
 class ResultOut(BaseModel):
     request_id: str
     outcome: Literal["enrolled", "rejected", "conflict"] = Field(
@@ -168,9 +182,14 @@ class ResultOut(BaseModel):
     worker_id: UUID | None = None
     participant_number: str | None = None
     reasons: list[RejectionReason] = []
+    existing_participant_number: str | None = Field(
+        default=None,
+        description="DUPLICATE_NIK: the member who holds the NIK, named only to a caller "
+        "whose key has the 'read' scope.",
+    )
 
     @classmethod
-    def of(cls, outcome: Answer) -> ResultOut:
+    def of(cls, outcome: Answer, caller: Caller | None = None) -> ResultOut:
         if isinstance(outcome, Enrolled):
             return cls(
                 request_id=outcome.request_id,
@@ -183,7 +202,12 @@ class ResultOut(BaseModel):
                 code=IDEMPOTENCY_CONFLICT, field=None, message=outcome.message
             )
             return cls(request_id=outcome.request_id, outcome="conflict", reasons=[conflict])
-        return cls(request_id=outcome.request_id, outcome="rejected", reasons=list(outcome.reasons))
+        return cls(
+            request_id=outcome.request_id,
+            outcome="rejected",
+            reasons=list(outcome.reasons),
+            existing_participant_number=disclosed(outcome, caller),
+        )
 
 
 class RequestStatusOut(ResultOut):
@@ -220,7 +244,21 @@ def conflict_problem(conflict: Conflict) -> Problem:
     )
 
 
-def rejection_problem(rejected: Rejected) -> Problem:
+def disclosed(rejected: Rejected, caller: Caller | None) -> str | None:
+    """Who holds a duplicate NIK, for a caller who may read personal data; else None,
+    so an enrolment key cannot learn which NIKs are enrolled under which number."""
+    if caller is None or not caller.may(Scope.READ):
+        return None
+    return rejected.existing_participant
+
+
+def actor(caller: Caller, x_actor: str | None) -> str:
+    """Who makes a change, for the worker's history: the clerk the caller names, and the
+    key it calls with."""
+    return f"{x_actor} (key {caller.name})" if x_actor else f"key {caller.name}"
+
+
+def rejection_problem(rejected: Rejected, caller: Caller | None = None) -> Problem:
     return Problem(
         type="/problems/enrolment-rejected",
         title="Enrolment rejected",
@@ -229,6 +267,7 @@ def rejection_problem(rejected: Rejected) -> Problem:
         request_id=rejected.request_id,
         outcome="rejected",
         reasons=list(rejected.reasons),
+        participant_number=disclosed(rejected, caller),
     )
 
 
@@ -509,10 +548,12 @@ def create_app(resources: Resources) -> FastAPI:
         title="Perisai registration",
         summary="Enrol informal workers of Kota Pasuruan in JKK + JKM cover.",
         lifespan=lifespan,
+        models=[BatchIn],
     )
 
-    @app.post("/v1/enrolments", status_code=201, responses=problems(400, 409, 422))
+    @app.post("/v1/enrolments", status_code=201, responses=problems(400, 409, 413, 422))
     async def enrol_one(
+        caller: Annotated[Caller, requires(Scope.ENROL)],
         worker: Annotated[WorkerPayload, Body()],
         idempotency_key: IdempotencyKey,
         x_correlation_id: CorrelationId = None,
@@ -529,15 +570,37 @@ def create_app(resources: Resources) -> FastAPI:
         if isinstance(outcome, Conflict):
             IDEMPOTENCY_CONFLICTS.labels("api").inc()
             return problem_response(conflict_problem(outcome))  # type: ignore[return-value]
-        return problem_response(rejection_problem(outcome))  # type: ignore[return-value]
+        return problem_response(rejection_problem(outcome, caller))  # type: ignore[return-value]
 
-    @app.post("/v1/enrolments/batch", responses=problems(400, 413, 422))
-    async def enrol_batch(body: BatchIn) -> BatchOut:
+    @app.post(
+        "/v1/enrolments/batch",
+        responses=problems(400, 413, 422),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": BATCH_IN_REF}}},
+            }
+        },
+    )
+    async def enrol_batch(
+        request: Request, caller: Annotated[Caller, requires(Scope.ENROL)]
+    ) -> BatchOut:
         """Enrol many workers in one transaction; one result per request, in order. A
         request id already used for a different request (or twice in the batch for
-        different workers) is a result with outcome ``conflict``."""
-        if len(body.enrolments) > settings.max_batch_requests:
-            raise HTTPException(413, f"at most {settings.max_batch_requests} enrolments per batch")
+        different workers) is a result with outcome ``conflict``. The requests are
+        counted as the body arrives: one more than the limit is a 413 at once."""
+        try:
+            document = await batch_body.read(request.stream(), settings.max_batch_requests)
+        except batch_body.TooManyRequests as error:
+            raise HTTPException(413, str(error)) from None
+        except batch_body.NotJson as error:
+            raise HTTPException(400, str(error)) from None
+        try:
+            body = BatchIn.model_validate(document)
+        except ValidationError as error:
+            raise RequestValidationError(
+                [{**e, "loc": ("body", *e["loc"])} for e in error.errors()]
+            ) from None
         commands = [
             EnrolmentCommand(e.request_id, "bulk", read_worker(e.worker), e.request_id)
             for e in body.enrolments
@@ -546,9 +609,13 @@ def create_app(resources: Resources) -> FastAPI:
         conflicts = sum(isinstance(answer, Conflict) for answer in answers)
         if conflicts:
             IDEMPOTENCY_CONFLICTS.labels("bulk").inc(conflicts)
-        return BatchOut(results=[ResultOut.of(answer) for answer in answers])
+        return BatchOut(results=[ResultOut.of(answer, caller) for answer in answers])
 
-    @app.get("/v1/enrolments/{request_id:path}", responses=problems(404, 422))
+    @app.get(
+        "/v1/enrolments/{request_id:path}",
+        responses=problems(404, 422),
+        dependencies=[requires(Scope.ENROL, Scope.READ)],
+    )
     async def enrolment_status(
         request_id: Annotated[
             str,
@@ -568,6 +635,16 @@ def create_app(resources: Resources) -> FastAPI:
         if status is None:
             raise HTTPException(404, "no enrolment request answered under this id")
         return RequestStatusOut.of_status(status)
+
+    async def accessed(request: Request, caller: Caller, numbers: list[str]) -> None:
+        """Keep, in the access log, that the caller was given these workers' data."""
+        if numbers:
+            route = request.scope.get("route")
+            endpoint = getattr(route, "path", request.url.path)
+            async with db.connection(pool) as conn:
+                await security_store.record_access(
+                    conn, caller, request.headers.get("x-actor"), request.method, endpoint, numbers
+                )
 
     async def worker_out(conn: asyncpg.Connection, participant_number: str) -> WorkerOut:
         row = await store.worker_summary(conn, participant_number)
@@ -597,6 +674,7 @@ def create_app(resources: Resources) -> FastAPI:
         "/v1/imports",
         status_code=202,
         responses=problems(400, 413, 422),
+        dependencies=[requires(Scope.ENROL, max_body_bytes=settings.max_import_bytes)],
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -618,15 +696,9 @@ def create_app(resources: Resources) -> FastAPI:
         import: it carries on after the rows already done and enrols nobody twice."""
         settings.import_dir.mkdir(parents=True, exist_ok=True)
         spool = settings.import_dir / f"upload-{uuid.uuid4()}.part"
-        size = 0
         try:
             with spool.open("wb") as out:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > settings.max_import_bytes:
-                        raise HTTPException(
-                            413, f"the file is larger than {settings.max_import_bytes:,} bytes"
-                        )
+                async for chunk in request.stream():  # the guard stops it past the limit
                     out.write(chunk)
             try:
                 found = await asyncio.to_thread(imports.scan, spool)
@@ -656,7 +728,11 @@ def create_app(resources: Resources) -> FastAPI:
             kept.unlink(missing_ok=True)
         return ImportOut(**status)
 
-    @app.get("/v1/imports/{import_id}", responses=problems(404, 422))
+    @app.get(
+        "/v1/imports/{import_id}",
+        responses=problems(404, 422),
+        dependencies=[requires(Scope.ENROL, Scope.READ, Scope.OPS)],
+    )
     async def get_import(import_id: UUID) -> ImportOut:
         """An import's progress and counts (rejections by reason)."""
         async with db.connection(pool) as conn:
@@ -671,6 +747,7 @@ def create_app(resources: Resources) -> FastAPI:
             **problems(404, 422),
             200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
         },
+        dependencies=[requires(Scope.ENROL, Scope.READ)],
     )
     async def import_rows(
         request: Request,
@@ -715,6 +792,8 @@ def create_app(resources: Resources) -> FastAPI:
 
     @app.get("/v1/workers", responses=problems(422))
     async def search_workers(
+        request: Request,
+        caller: Annotated[Caller, requires(Scope.READ)],
         q: Annotated[
             str,
             Query(
@@ -747,16 +826,25 @@ def create_app(resources: Resources) -> FastAPI:
             for r in page
         ]
         more = len(rows) > limit
+        await accessed(request, caller, [item.participant_number for item in items])
         return SearchOut(items=items, next_cursor=encode_cursor(page[-1]) if more else None)
 
     @app.get("/v1/workers/{participant_number}", responses=problems(404, 422))
-    async def get_worker(participant_number: ParticipantNumberPath) -> WorkerOut:
+    async def get_worker(
+        request: Request,
+        caller: Annotated[Caller, requires(Scope.READ)],
+        participant_number: ParticipantNumberPath,
+    ) -> WorkerOut:
         """A worker's record, the NIK masked."""
         async with db.connection(pool) as conn:
-            return await worker_out(conn, checked(participant_number))
+            found = await worker_out(conn, checked(participant_number))
+        await accessed(request, caller, [found.participant_number])
+        return found
 
     @app.patch("/v1/workers/{participant_number}", responses=problems(400, 404, 409, 422))
     async def change_worker(
+        request: Request,
+        caller: Annotated[Caller, requires(Scope.ADMIN)],
         participant_number: ParticipantNumberPath,
         body: WorkerChangesIn,
         x_actor: ActorHeader = None,
@@ -772,19 +860,23 @@ def create_app(resources: Resources) -> FastAPI:
 
         async def work(conn: asyncpg.Connection) -> Event | None:
             result = await membership.change_details(
-                conn, number, body.requested(), x_actor or "api", x_correlation_id or number
+                conn, number, body.requested(), actor(caller, x_actor), x_correlation_id or number
             )
             done.extend(result.changed)
             return result.event
 
         await changing(work)
         async with db.connection(pool) as conn:
-            return ChangedOut(worker=await worker_out(conn, number), changed=done)
+            changed = ChangedOut(worker=await worker_out(conn, number), changed=done)
+        await accessed(request, caller, [number])
+        return changed
 
     @app.post(
         "/v1/workers/{participant_number}/deregistration", responses=problems(400, 404, 409, 422)
     )
     async def deregister_worker(
+        request: Request,
+        caller: Annotated[Caller, requires(Scope.ADMIN)],
         participant_number: ParticipantNumberPath,
         body: DeregistrationIn,
         x_actor: ActorHeader = None,
@@ -803,22 +895,30 @@ def create_app(resources: Resources) -> FastAPI:
                 number,
                 body.reason,
                 body.effective_date,
-                x_actor or "api",
+                actor(caller, x_actor),
                 x_correlation_id or number,
                 today(),
             )
 
         await changing(work)
         async with db.connection(pool) as conn:
-            return await worker_out(conn, number)
+            found = await worker_out(conn, number)
+        await accessed(request, caller, [number])
+        return found
 
     @app.get("/v1/workers/{participant_number}/history", responses=problems(404, 422))
-    async def worker_history(participant_number: ParticipantNumberPath) -> list[HistoryOut]:
+    async def worker_history(
+        request: Request,
+        caller: Annotated[Caller, requires(Scope.READ)],
+        participant_number: ParticipantNumberPath,
+    ) -> list[HistoryOut]:
         """Every change to the worker, oldest first: who, when, what (from, to)."""
         number = checked(participant_number)
         async with db.connection(pool) as conn:
             await worker_out(conn, number)
-            return [HistoryOut(**row) for row in await store.history(conn, number)]
+            history = [HistoryOut(**row) for row in await store.history(conn, number)]
+        await accessed(request, caller, [number])
+        return history
 
     @app.exception_handler(membership.ChangeInvalid)
     async def on_change_invalid(_: Request, error: Exception) -> JSONResponse:
@@ -837,7 +937,7 @@ def create_app(resources: Resources) -> FastAPI:
         assert isinstance(error, Refused)
         return problem_response(refused_problem(error))
 
-    @app.get("/v1/summary", responses=problems())
+    @app.get("/v1/summary", responses=problems(), dependencies=[requires(Scope.OPS)])
     async def summary() -> dict[str, object]:
         """Enrolled and rejected counts, rejections by reason."""
         async with db.connection(pool) as conn:

@@ -131,6 +131,9 @@ class Rejected:
     request_id: str
     reasons: tuple[RejectionReason, ...]
     outcome: str = "rejected"
+    existing_participant: str | None = None
+    """DUPLICATE_NIK: the member who holds the NIK. Never in the reasons: the API names
+    it only to a caller allowed to read personal data."""
 
 
 Outcome = Enrolled | Rejected
@@ -652,10 +655,11 @@ def decide(
 
 
 def duplicate(command: EnrolmentCommand, participant: str | None) -> Rejected:
-    where = f" as participant {participant}" if participant else " by another request"
+    message = "this NIK is already enrolled" + ("" if participant else " by another request")
     return Rejected(
         command.request_id,
-        (reason("DUPLICATE_NIK", "nik", f"this NIK is already enrolled{where}"),),
+        (reason("DUPLICATE_NIK", "nik", message),),
+        existing_participant=participant,
     )
 
 

@@ -42,6 +42,8 @@ async def test_every_answer_conforms_to_the_openapi_document(
         str(SCHEMATHESIS),
         "run",
         f"{base_url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {local_stack.keys[service]}",
         "--checks",
         CHECKS,
         "--max-examples",

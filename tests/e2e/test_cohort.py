@@ -48,7 +48,7 @@ async def test_whole_cohort_counts_match_exactly_with_no_duplicates(
     assert report.summary["smtp_server"]["accepted"] == report.expected.emails
     assert report.summary["smtp_server"]["duplicates"] == 0
 
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=fresh_stack.auth) as client:
         url = f"{fresh_stack.config.sms_url}/v1/messages"
         messages = (await client.get(url, params={"limit": 10_000})).json()["messages"]
     recipients = [m["to"] for m in messages]

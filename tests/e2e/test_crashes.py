@@ -44,9 +44,15 @@ async def test_services_killed_mid_flow_lose_nothing_and_duplicate_nothing(
 ) -> None:
     entries = generate_cohort(WORKERS, seed=4242)
     feeding = asyncio.create_task(
-        feed(crash_stack.config.registration_url, entries, batch_size=100, concurrency=2)
+        feed(
+            crash_stack.config.registration_url,
+            entries,
+            batch_size=100,
+            concurrency=2,
+            api_key=crash_stack.feeder_key,
+        )
     )
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=crash_stack.auth) as client:
         deadline = time.monotonic() + 120
         while await enrolled_so_far(client, crash_stack) < WORKERS // 3:
             assert time.monotonic() < deadline, "feeding did not get going"

@@ -67,11 +67,12 @@ async def test_a_database_outage_is_a_503_and_the_feed_finishes_exact(
             batch_size=100,
             concurrency=2,
             on_retry=lambda problem, waited: retries.append((problem, waited)),
+            api_key=stack.feeder_key,
         )
     )
     admin = await asyncpg.connect(infra.admin_dsn())
     try:
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(auth=stack.auth, timeout=10) as client:
             deadline = time.monotonic() + 120
             while await enrolled_so_far(client, stack) < WORKERS // 3:
                 assert time.monotonic() < deadline, "feeding did not get going"

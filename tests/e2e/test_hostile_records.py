@@ -38,7 +38,7 @@ PARTITION_KEYS = [key_for_partition(p) for p in range(DEFAULT_PARTITIONS)]
 
 async def enrol_fresh_workers(stack: LocalStack, seed: int) -> Expected:
     entries = generate_cohort(FRESH_ENROLMENTS, invalid=0, seed=seed)
-    results = await feed(stack.config.registration_url, entries)
+    results = await feed(stack.config.registration_url, entries, api_key=stack.feeder_key)
     assert mismatches(entries, results) == []
     return Expected.from_results(entries, results)
 
@@ -56,7 +56,7 @@ async def assert_all_groups_caught_up(stack: LocalStack) -> None:
 
 
 async def assert_ready(stack: LocalStack) -> None:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=stack.auth) as client:
         for url in (stack.config.coverage_url, stack.config.notifications_url):
             response = await client.get(f"{url}/health/ready")
             assert response.status_code == 200, response.text
@@ -160,7 +160,7 @@ async def test_null_values_and_header_names_that_are_not_utf8_stall_nothing(
     assert len(escaped) == 2 * DEFAULT_PARTITIONS
     for headers in escaped:
         assert headers["\\xff\\xfetrace"] == b"v", "the name is kept, spelled with escapes"
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=fresh_stack.auth) as client:
         policy = await client.get(f"{config.coverage_url}/v1/workers/{valid.worker_id}/policy")
         assert policy.status_code == 200, policy.text
 
@@ -184,7 +184,7 @@ async def test_the_stall_report_names_the_consumer_while_a_batch_keeps_failing(
         expected = await enrol_fresh_workers(fresh_stack, seed=303)
 
         async def readiness() -> tuple[int, dict]:
-            async with httpx.AsyncClient() as client:
+            async with httpx.AsyncClient(auth=fresh_stack.auth) as client:
                 response = await client.get(f"{config.coverage_url}/health/ready")
             return response.status_code, response.json()
 

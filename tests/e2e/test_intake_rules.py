@@ -48,7 +48,9 @@ def codes(reasons: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
 async def test_a_name_too_long_is_name_invalid_on_every_channel(local_stack: LocalStack) -> None:
     config = local_stack.config
     long_name = "Siti " + "A" * 200
-    async with httpx.AsyncClient(base_url=config.registration_url, timeout=10) as client:
+    async with httpx.AsyncClient(
+        auth=local_stack.auth, base_url=config.registration_url, timeout=10
+    ) as client:
         single = await client.post(
             "/v1/enrolments",
             json=worker_json(full_name=long_name),
@@ -134,7 +136,9 @@ async def test_a_name_too_long_is_name_invalid_on_every_channel(local_stack: Loc
 async def test_invisible_characters_are_text_invalid_naming_the_field(
     local_stack: LocalStack, field: str, text: str
 ) -> None:
-    async with httpx.AsyncClient(base_url=local_stack.config.registration_url) as client:
+    async with httpx.AsyncClient(
+        auth=local_stack.auth, base_url=local_stack.config.registration_url
+    ) as client:
         response = await client.post(
             "/v1/enrolments",
             json=worker_json(**{field: text}),
@@ -150,7 +154,9 @@ async def test_a_header_that_is_not_printable_text_is_refused_before_anything_is
 ) -> None:
     key = f"tab-{uuid.uuid4()}"
     headers = {"Idempotency-Key": key, header: f"a\t{key}"}
-    async with httpx.AsyncClient(base_url=local_stack.config.registration_url) as client:
+    async with httpx.AsyncClient(
+        auth=local_stack.auth, base_url=local_stack.config.registration_url
+    ) as client:
         before = (await client.get("/v1/summary")).json()
         response = await client.post("/v1/enrolments", json=worker_json(), headers=headers)
         after = (await client.get("/v1/summary")).json()
@@ -176,7 +182,7 @@ async def test_an_event_id_reused_for_other_content_is_counted_logged_and_kept(
     await publish_to(local_stack, WORKER_ENROLLED, forged.model_dump_json().encode(), b"same")
 
     async def conflicts() -> float:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=local_stack.auth) as client:
             text = (await client.get(f"{config.coverage_url}/metrics")).text
         return sum(
             float(line.rsplit(" ", 1)[1])
@@ -210,7 +216,9 @@ async def test_a_worker_that_is_not_an_object_is_a_rejection_of_that_request_onl
     local_stack: LocalStack,
 ) -> None:
     odd_id, good_id = f"odd-{uuid.uuid4()}", f"ok-{uuid.uuid4()}"
-    async with httpx.AsyncClient(base_url=local_stack.config.registration_url) as client:
+    async with httpx.AsyncClient(
+        auth=local_stack.auth, base_url=local_stack.config.registration_url
+    ) as client:
         batch = await client.post(
             "/v1/enrolments/batch",
             json={
@@ -235,7 +243,7 @@ async def test_what_the_fuzzer_found_is_answered_in_the_documented_shape(
     local_stack: LocalStack,
 ) -> None:
     config = local_stack.config
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(auth=local_stack.auth, timeout=10) as client:
         year_zero = await client.get(f"{config.coverage_url}/v1/summary?period=0000-01")
         not_a_number = await client.get(f"{config.registration_url}/v1/workers/abc")
         bad_luhn = await client.get(f"{config.registration_url}/v1/workers/00000000011")

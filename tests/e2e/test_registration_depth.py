@@ -43,7 +43,9 @@ async def test_a_kelurahan_as_typed_is_stored_and_announced_officially(
 ) -> None:
     config = local_stack.config
     key = f"kel-{uuid.uuid4()}"
-    async with httpx.AsyncClient(base_url=config.registration_url, timeout=10) as client:
+    async with httpx.AsyncClient(
+        auth=local_stack.auth, base_url=config.registration_url, timeout=10
+    ) as client:
         response = await client.post(
             "/v1/enrolments",
             json=worker_json(kecamatan_code="357503", kelurahan="tapaan"),
@@ -76,7 +78,9 @@ async def test_a_kelurahan_of_another_kecamatan_is_refused_on_every_channel(
     local_stack: LocalStack,
 ) -> None:
     config = local_stack.config
-    async with httpx.AsyncClient(base_url=config.registration_url, timeout=10) as client:
+    async with httpx.AsyncClient(
+        auth=local_stack.auth, base_url=config.registration_url, timeout=10
+    ) as client:
         response = await client.post(
             "/v1/enrolments",
             json=worker_json(kecamatan_code="35.75.01", kelurahan="Bugul Lor"),
@@ -141,7 +145,9 @@ async def test_an_upstream_request_id_reused_for_another_worker_is_not_answered_
         )
 
     async def conflicts_counted() -> float:
-        async with httpx.AsyncClient(base_url=config.registration_url) as client:
+        async with httpx.AsyncClient(
+            auth=local_stack.auth, base_url=config.registration_url
+        ) as client:
             text = (await client.get("/metrics")).text
         for line in text.splitlines():
             if line.startswith(
@@ -160,7 +166,7 @@ async def test_an_upstream_request_id_reused_for_another_worker_is_not_answered_
     )
     answers = [r for r in records if json.loads(r.value)["request_id"] == request_id]
     assert len(answers) == 1
-    async with httpx.AsyncClient(base_url=config.registration_url) as client:
+    async with httpx.AsyncClient(auth=local_stack.auth, base_url=config.registration_url) as client:
         status = (await client.get(f"/v1/enrolments/{request_id}")).json()
     assert (status["outcome"], status["source"]) == ("enrolled", "upstream")
 
@@ -173,7 +179,7 @@ async def test_a_change_and_a_deregistration_reach_coverage_and_notifications(
     SMS to the number given this time."""
     config = local_stack.config
     worker = unique_worker()
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(auth=local_stack.auth, timeout=10) as client:
         created = await client.post(
             f"{config.registration_url}/v1/enrolments",
             json=worker.model_dump(mode="json"),
@@ -279,7 +285,9 @@ async def test_a_csv_upload_to_the_running_service_confirms_every_enrolled_worke
     path = tmp_path / "daftar.csv"
     entries = generate_cohort(30, invalid=5, seed=int(uuid.uuid4().int % 10**6) + 1000)
     write_cohort_csv(entries, path)
-    async with httpx.AsyncClient(base_url=config.registration_url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        auth=local_stack.auth, base_url=config.registration_url, timeout=30
+    ) as client:
         created = await client.post(
             "/v1/imports", content=path.read_bytes(), headers={"Content-Type": "text/csv"}
         )
@@ -300,7 +308,7 @@ async def test_a_csv_upload_to_the_running_service_confirms_every_enrolled_worke
     phones = {normalise_phone(e.worker.phone) for e in entries if e.expected_reason is None}
 
     async def confirmed() -> set[str | None]:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=local_stack.auth) as client:
             response = await client.get(f"{config.sms_url}/v1/messages")
         return {m["to"] for m in response.json()["messages"]} & phones
 
@@ -324,7 +332,9 @@ async def test_an_import_survives_the_service_killed_midway_and_the_file_sent_ag
     path = tmp_path / "daftar.csv"
     entries = generate_cohort(size, invalid=invalid, seed=777)
     write_cohort_csv(entries, path)
-    async with httpx.AsyncClient(base_url=config.registration_url, timeout=60) as client:
+    async with httpx.AsyncClient(
+        auth=fresh_stack.auth, base_url=config.registration_url, timeout=60
+    ) as client:
         created = await client.post(
             "/v1/imports", content=path.read_bytes(), headers={"Content-Type": "text/csv"}
         )
@@ -372,7 +382,7 @@ async def test_an_import_survives_the_service_killed_midway_and_the_file_sent_ag
     phones = {normalise_phone(e.worker.phone) for e in entries if e.expected_reason is None}
 
     async def delivered() -> dict[str, Any]:
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(auth=fresh_stack.auth) as client:
             return dict((await client.get(f"{config.sms_url}/v1/stats")).json())
 
     stats = await eventually(

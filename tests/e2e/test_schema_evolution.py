@@ -100,7 +100,7 @@ async def test_events_with_fields_a_newer_producer_added_are_applied(
     )
     await publish_event(fresh_stack, second, with_newer_fields(second))
 
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(auth=fresh_stack.auth, timeout=10) as client:
         for worker in (first, second):
             url = f"{config.coverage_url}/v1/workers/{worker.worker_id}/policy"
 

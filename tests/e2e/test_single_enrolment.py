@@ -63,7 +63,7 @@ async def test_enrolment_over_http_ends_in_policy_ledger_entry_and_sms(
 ) -> None:
     worker = unique_worker(email=f"budi.{uuid.uuid4().hex[:8]}@example.com")
     phone_e164 = "+62" + worker.phone[1:]
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=local_stack.auth) as client:
         response = await client.post(
             f"{local_stack.config.registration_url}/v1/enrolments",
             json=worker.model_dump(mode="json"),
@@ -120,6 +120,6 @@ async def test_enrolment_from_the_upstream_topic_ends_in_an_sms(local_stack: Loc
         )
     finally:
         await producer.stop()
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(auth=local_stack.auth) as client:
         [sms] = await eventually(lambda: sms_to(client, local_stack, phone_e164), "SMS sent")
     assert "Budi" in sms["text"]

@@ -63,6 +63,8 @@ async def test_apply_creates_schema_tables_and_records(
         "outbox_parked",
         "inbox",
         "inbox_conflicts",
+        "api_keys",
+        "personal_data_access",
         "things",
         "more_things",
     }

@@ -51,7 +51,7 @@ async def test_concurrent_enrolments_of_one_nik_yield_exactly_one_worker(
     for rejection in rejected:
         [reason] = rejection.reasons
         assert reason.code == "DUPLICATE_NIK"
-        assert enrolled[0].participant_number in reason.message
+        assert rejection.existing_participant == enrolled[0].participant_number
     async with registration_pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM workers") == 1
         assert await conn.fetchval("SELECT count(*) FROM enrolment_requests") == CONTENDERS

@@ -18,7 +18,7 @@ from services.coverage.app import SPEC, create_app
 from services.coverage.settings import CoverageSettings
 from shared.relay import OutboxRelay
 from shared.service import Resources
-from tests.conftest import ServicePool
+from tests.conftest import ServicePool, bearer, make_api_key
 from tests.integration.coverage_helpers import assert_ledger_holds, enrol, outbox_counts
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,10 @@ async def api(pool: asyncpg.Pool, topic_prefix: str) -> AsyncIterator[httpx.Asyn
     settings = CoverageSettings.model_construct(topic_prefix=topic_prefix)
     app = create_app(Resources(SPEC, settings, pool, cast(OutboxRelay, None)))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://coverage") as client:
+    key = await make_api_key(pool)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://coverage", headers=bearer(key)
+    ) as client:
         yield client
 
 

@@ -22,7 +22,7 @@ from services.registration.app import SPEC, create_app
 from services.registration.settings import RegistrationSettings
 from shared.relay import OutboxRelay
 from shared.service import Resources
-from tests.conftest import ServicePool
+from tests.conftest import ServicePool, bearer, make_api_key
 from tests.factories import requested_worker
 
 HEADER_ID = (
@@ -44,7 +44,10 @@ async def api(pool: asyncpg.Pool, topic_prefix: str) -> AsyncIterator[httpx.Asyn
     )
     app = create_app(Resources(SPEC, settings, pool, cast(OutboxRelay, None)))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://registration") as client:
+    key = await make_api_key(pool)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://registration", headers=bearer(key)
+    ) as client:
         yield client
 
 
@@ -214,7 +217,7 @@ async def test_a_change_of_contact_is_validated_stored_announced_and_kept_in_his
     history = (await api.get(f"/v1/workers/{number}/history")).json()
     assert [(h["revision"], h["change"], h["actor"]) for h in history] == [
         (1, "enrolled", "api"),
-        (2, "details_changed", "clerk.ani"),
+        (2, "details_changed", "clerk.ani (key test)"),
     ]
     assert history[1]["changes"]["phone_e164"] == {"from": "+6281234567890", "to": "+6281311112222"}
     with pytest.raises(asyncpg.RaiseError, match="append-only"):

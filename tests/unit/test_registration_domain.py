@@ -676,7 +676,7 @@ def test_duplicate_nik_within_a_batch() -> None:
     assert "another request" in only.message
 
 
-def test_duplicate_nik_against_already_enrolled_names_the_participant() -> None:
+def test_duplicate_nik_keeps_the_holder_out_of_the_reasons_but_on_the_answer() -> None:
     number = participant_number(42)
     nik = make_nik(BIRTH, "F")
     decision = decide([command("req-9")], {nik: number}, TODAY)
@@ -684,7 +684,8 @@ def test_duplicate_nik_against_already_enrolled_names_the_participant() -> None:
     [(_, rejected)] = decision.rejected
     [only] = rejected.reasons
     assert only.code == "DUPLICATE_NIK"
-    assert number in only.message
+    assert number not in only.message  # reasons reach events, topics and enrol-only keys
+    assert rejected.existing_participant == number
 
 
 def test_duplicate_check_ignores_surrounding_whitespace() -> None:
