@@ -20,6 +20,7 @@ import asyncio
 import email
 import email.policy
 import json
+import ssl
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from typing import Annotated, Any, Final, Self
 
 import uvicorn
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI, Query
 
 DEFAULT_SMTP_PORT: Final = 18026
@@ -69,7 +70,9 @@ def _body(message: EmailMessage, subtype: str) -> str | None:
 
 
 class _Recorder:
-    """aiosmtpd handler. Runs on the controller's thread; readers use the same lock."""
+    """aiosmtpd handler. Runs on the controller's thread; readers use the same lock.
+    Each message records whether its session was encrypted (``tls``) and who logged in
+    (``login``), so tests can see how a client spoke."""
 
     def __init__(self, log_path: Path | None) -> None:
         self.lock = threading.Lock()
@@ -83,6 +86,11 @@ class _Recorder:
         if isinstance(content, str):
             content = content.encode("utf-8")
         record = parse_message(envelope.mail_from or "", envelope.rcpt_tos, content)
+        transport = getattr(server, "transport", None)
+        implicit = transport is not None and transport.get_extra_info("sslcontext") is not None
+        record["tls"] = session.ssl is not None or implicit
+        auth = session.auth_data if session.authenticated else None
+        record["login"] = auth.login.decode() if isinstance(auth, LoginPassword) else None
         with self.lock:
             message_id = record["message_id"]
             if message_id is not None and message_id in self.seen_ids:
@@ -116,11 +124,49 @@ class _Controller(Controller):
 class SmtpSink:
     """An SMTP server on its own thread that records (and deduplicates) what it receives."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_path: Path | None = None,
+        *,
+        certificate: tuple[Path, Path] | None = None,
+        implicit_tls: bool = False,
+        logins: dict[str, str] | None = None,
+    ):
+        """``certificate`` (cert, key) offers STARTTLS, or with ``implicit_tls`` speaks
+        TLS from the first byte; ``logins`` (user: password) offers AUTH, over TLS only."""
         self.host = host
         self._requested_port = port
         self._recorder = _Recorder(log_path)
         self._controller: _Controller | None = None
+        self._certificate = certificate
+        self._implicit_tls = implicit_tls
+        self._logins = logins
+        self.failed_logins = 0
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and self._logins is not None
+            and self._logins.get(data.login.decode()) == data.password.decode()
+        )
+        if not ok:
+            self.failed_logins += 1
+        return AuthResult(success=ok, auth_data=data if ok else None)
+
+    def _tls_arguments(self) -> dict[str, Any]:
+        arguments: dict[str, Any] = {}
+        if self._certificate is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self._certificate)
+            arguments["ssl_context" if self._implicit_tls else "tls_context"] = context
+        if self._logins is not None:
+            arguments["authenticator"] = self._authenticate
+            arguments["auth_require_tls"] = True
+        return arguments
 
     @property
     def port(self) -> int:
@@ -136,6 +182,7 @@ class SmtpSink:
             port=self._requested_port,
             enable_SMTPUTF8=True,  # names like "Siti Ma'ruf" and UTF-8 subjects
             ready_timeout=10.0,
+            **self._tls_arguments(),
         )
         controller.start()
         self._controller = controller

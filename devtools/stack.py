@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+import infra
 from devtools.serving import free_port
 
 SERVICES = ("registration", "coverage", "notifications")
@@ -115,9 +116,12 @@ class StackConfig:
     def smtp_http_url(self) -> str:
         return self.url(self.smtp_http_port)
 
-    def service_env(self, port: int) -> dict[str, str]:
+    def service_env(self, service: str, port: int) -> dict[str, str]:
+        """A service's environment: it migrates as the database's owner and runs as
+        its own runtime role, which can reach its own schema only."""
         return {
-            "PERISAI_DATABASE_URL": self.database_url,
+            "PERISAI_DATABASE_URL": infra.runtime_dsn(self.database_url, service),
+            "PERISAI_MIGRATION_DATABASE_URL": self.database_url,
             "PERISAI_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "PERISAI_TOPIC_PREFIX": self.topic_prefix,
             "PERISAI_HTTP_HOST": self.host,
@@ -251,7 +255,7 @@ class LocalStack:
             self.processes[name] = ManagedProcess(
                 name,
                 [python, "-m", f"services.{name}"],
-                c.service_env(port),
+                c.service_env(name, port),
                 logs / f"{name}.log",
                 f"{c.url(port)}/health/ready",
             )
@@ -269,7 +273,7 @@ class LocalStack:
         command = await asyncio.create_subprocess_exec(
             sys.executable, "-m", f"services.{service}", "keys", "create",
             "--name", name, "--scope", scopes,
-            env={**os.environ, **self.config.service_env(port)},
+            env={**os.environ, **self.config.service_env(service, port)},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip

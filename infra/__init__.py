@@ -17,6 +17,7 @@ from infra.stack import (
     kafka_tool_command,
     postgres_dsn,
     postgres_log_file,
+    runtime_dsn,
     status,
     up,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "kafka_tool_command",
     "postgres_dsn",
     "postgres_log_file",
+    "runtime_dsn",
     "status",
     "up",
 ]

@@ -40,6 +40,9 @@ SUPERUSER = "postgres"
 ROLE = "perisai"
 PASSWORD = "perisai"
 DATABASE = "perisai"
+SERVICE_ROLES = ("perisai_registration", "perisai_coverage", "perisai_notifications")
+"""Each service's runtime role (LOGIN, nothing else; password = its name): the schema
+owner (ROLE) grants it what it may do in its own schema when it migrates."""
 PREFERRED_MAJOR = 15
 OS_USER = "postgres"
 """The system account that runs the server when we are root."""
@@ -297,7 +300,8 @@ def _ident(name: str) -> str:
 
 
 async def ensure_app_role(port: int) -> None:
-    """Role ``perisai`` (password ``perisai``, LOGIN CREATEDB) owning database ``perisai``."""
+    """Role ``perisai`` (password ``perisai``, LOGIN CREATEDB) owning database ``perisai``,
+    and the services' runtime roles."""
     conn = await _connect(port)
     try:
         role_sql = f"{_ident(ROLE)} LOGIN CREATEDB PASSWORD '{PASSWORD}'"
@@ -305,6 +309,15 @@ async def ensure_app_role(port: int) -> None:
             await conn.execute(f"ALTER ROLE {role_sql}")
         else:
             await conn.execute(f"CREATE ROLE {role_sql}")
+        for service_role in SERVICE_ROLES:
+            login = (
+                f"{_ident(service_role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                f"PASSWORD '{service_role}'"
+            )
+            if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", service_role):
+                await conn.execute(f"ALTER ROLE {login}")
+            else:
+                await conn.execute(f"CREATE ROLE {login}")
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
             await conn.execute(f"CREATE DATABASE {_ident(DATABASE)} OWNER {_ident(ROLE)}")
     finally:

@@ -11,8 +11,11 @@ Typical pytest use::
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from infra import kafka_server, postgres_server
 from infra.aio import run_sync
+from infra.errors import InfraError
 from infra.paths import HOST, Settings
 from infra.process import file_lock
 
@@ -84,6 +87,17 @@ def postgres_dsn(
 def admin_dsn(database: str = "postgres") -> str:
     """DSN for the ``postgres`` superuser (no password: trust authentication)."""
     return postgres_dsn(database=database, user=postgres_server.SUPERUSER)
+
+
+def runtime_dsn(owner_dsn: str, service: str) -> str:
+    """``owner_dsn`` with the service's runtime role (``perisai_<service>``) as its user."""
+    parts = urlsplit(owner_dsn)
+    role = f"perisai_{service}"
+    if role not in postgres_server.SERVICE_ROLES:
+        raise InfraError(f"no runtime role for a service named {service!r}")
+    host = parts.hostname or postgres_server.HOST
+    netloc = f"{role}:{role}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 async def create_database_async(

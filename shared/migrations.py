@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,51 @@ _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 class MigrationError(Exception):
     pass
+
+
+SHARED_APPEND_ONLY = ("personal_data_access",)
+"""Tables of every schema the runtime role may only read and add to."""
+
+
+def quote_ident(name: str) -> str:
+    """An SQL identifier, quoted (role names cannot be query parameters)."""
+    if not name or len(name.encode()) > 63 or "\0" in name:
+        raise MigrationError(f"not a PostgreSQL identifier: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def grant_runtime(
+    conn: asyncpg.Connection, schema: str, role: str, append_only: Sequence[str] = ()
+) -> None:
+    """What the service's runtime role may do, run by the schema's owner after its
+    migrations: read and write the schema's tables, except the append-only ones (read
+    and insert only) and the migration record (read only); use its sequences. It is
+    granted nothing in any other schema, owns nothing, and so can neither change a
+    table's definition nor disable its triggers."""
+    if not _SCHEMA.match(schema):
+        raise MigrationError(f"not a plain schema name: {schema!r}")
+    who = quote_ident(role)
+    statements = [
+        f"GRANT USAGE ON SCHEMA {schema} TO {who}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {who}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {who}",
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.schema_migrations FROM {who}",
+        *(
+            f"REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.{quote_ident(table)} FROM {who}"
+            for table in (*SHARED_APPEND_ONLY, *append_only)
+        ),
+    ]
+    async with conn.transaction():
+        # Under the schema's migration lock: concurrent GRANTs on one object can fail
+        # ("tuple concurrently updated") when several processes start at once.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(schema))
+        for statement in statements:
+            await conn.execute(statement)
+
+
+def _lock_key(schema: str) -> int:
+    digest = hashlib.sha256(f"migrations:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -52,8 +98,7 @@ async def apply_migrations(conn: asyncpg.Connection, schema: str, folder: Path) 
     if not _SCHEMA.match(schema):
         raise MigrationError(f"not a plain schema name: {schema!r}")
     migrations = discover("shared", SHARED_MIGRATIONS) + discover(schema, folder)
-    digest = hashlib.sha256(f"migrations:{schema}".encode()).digest()
-    lock_key = int.from_bytes(digest[:8], "big", signed=True)
+    lock_key = _lock_key(schema)
     await conn.execute("SELECT pg_advisory_lock($1)", lock_key)
     try:
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
@@ -32,14 +33,14 @@ from pydantic import BaseModel, Field
 from shared import kafka_records
 from shared.api_keys import Scope
 from shared.consumer import BatchConsumer, BatchHandler
-from shared.db import create_pool
+from shared.db import create_pool, describe_dsn
 from shared.errors import StartupError
 from shared.events import Event
 from shared.guard import document_security, install_guard, requires
 from shared.http import document_models, install_problem_handlers
 from shared.kafka import ensure_topics, new_producer
 from shared.logs import configure_logging
-from shared.migrations import MigrationError, apply_migrations
+from shared.migrations import MigrationError, apply_migrations, grant_runtime
 from shared.rate_limit import RateLimiter
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
@@ -54,6 +55,8 @@ E = TypeVar("E", bound=Event)
 class ServiceSpec:
     name: str  # also the database schema and the consumer-group prefix
     migrations: Path
+    append_only: tuple[str, ...] = ()
+    """Tables the runtime role may only read and add to (beyond the shared ones)."""
 
 
 @dataclass
@@ -85,25 +88,59 @@ async def open_database(
     spec: ServiceSpec, settings: ServiceSettings, *, max_size: int | None = None
 ) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the service's schema, migrated. What a service's commands need; they
-    write events to the outbox, which the running service's relay publishes."""
+    write events to the outbox, which the running service's relay publishes. With a
+    migration_database_url the schema's owner migrates and grants the runtime role
+    (database_url's user) what it may do; the pool is the runtime role's."""
+    if settings.migration_database_url is not None:
+        await migrate_as_owner(spec, settings)
     pool = await create_pool(
-        settings.database_url,
+        settings.database_url.get_secret_value(),
         spec.name,
         min_size=min(settings.db_pool_min_size, max_size or settings.db_pool_max_size),
         max_size=max_size or settings.db_pool_max_size,
         connect_timeout=settings.startup_timeout_s,
     )
     try:
-        async with pool.acquire() as conn:
-            try:
-                applied = await apply_migrations(conn, spec.name, spec.migrations)
-            except (MigrationError, asyncpg.PostgresError) as error:
-                raise StartupError(f"cannot migrate schema {spec.name}: {error}") from None
-        if applied:
-            log.info("migrations applied", applied=applied)
+        if settings.migration_database_url is None:
+            async with pool.acquire() as conn:
+                await _migrate_on(conn, spec)
         yield pool
     finally:
         await pool.close()
+
+
+async def _migrate_on(conn: asyncpg.Connection, spec: ServiceSpec) -> None:
+    try:
+        applied = await apply_migrations(conn, spec.name, spec.migrations)
+    except (MigrationError, asyncpg.PostgresError) as error:
+        raise StartupError(f"cannot migrate schema {spec.name}: {error}") from None
+    if applied:
+        log.info("migrations applied", applied=applied)
+
+
+async def migrate_as_owner(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """Migrations and grants on a connection of the schema's owner, closed after."""
+    assert settings.migration_database_url is not None
+    owner_dsn = settings.migration_database_url.get_secret_value()
+    runtime_role = urlsplit(settings.database_url.get_secret_value()).username
+    try:
+        conn = await asyncpg.connect(
+            owner_dsn, timeout=settings.startup_timeout_s, server_settings={"timezone": "UTC"}
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+        where = describe_dsn(owner_dsn)
+        raise StartupError(f"cannot connect to PostgreSQL at {where} to migrate: {error}") from None
+    try:
+        await _migrate_on(conn, spec)
+        if runtime_role and runtime_role != urlsplit(owner_dsn).username:
+            try:
+                await grant_runtime(conn, spec.name, runtime_role, spec.append_only)
+            except (MigrationError, asyncpg.PostgresError) as error:
+                raise StartupError(
+                    f"cannot grant {runtime_role} its rights on {spec.name}: {error}"
+                ) from None
+    finally:
+        await conn.close()
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import StartupError
@@ -26,10 +26,16 @@ class ServiceSettings(BaseSettings):
         min_length=1,
         description="Kafka bootstrap servers, host:port[,host:port].",
     )
-    database_url: str = Field(
-        default=DEFAULT_DATABASE_URL,
-        pattern=r"^postgres(ql)?://",
-        description="PostgreSQL URL: postgresql://user:password@host:port/database.",
+    database_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_DATABASE_URL),
+        description="PostgreSQL URL: postgresql://user:password@host:port/database, with "
+        "libpq's TLS parameters if wanted (?sslmode=verify-full&sslrootcert=/path/ca.pem).",
+    )
+    migration_database_url: SecretStr | None = Field(
+        default=None,
+        description="The schema owner's URL, for migrations (then the grants of the "
+        "runtime role, database_url's user). Unset: database_url's user migrates and "
+        "owns the schema (one role).",
     )
     topic_prefix: str = Field(
         default="",
@@ -69,6 +75,15 @@ class ServiceSettings(BaseSettings):
         default=200, ge=1, description="Requests one API key may make at once, above the rate."
     )
 
+    @field_validator("database_url", "migration_database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must start with postgresql:// (the value is not shown)")
+        return value
+
     @classmethod
     def load(cls) -> Self:
         """Read the environment, or raise StartupError naming every bad variable."""
@@ -78,6 +93,8 @@ class ServiceSettings(BaseSettings):
             prefix = cls.model_config.get("env_prefix", "")
             problems = "; ".join(
                 f"{prefix}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                if e["loc"]
+                else e["msg"].removeprefix("Value error, ")
                 for e in error.errors()
             )
             raise StartupError(f"invalid settings: {problems}") from None

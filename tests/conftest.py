@@ -8,13 +8,16 @@ prefix, so tests never see each other's rows or messages and no cleanup order ma
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 import infra
 from shared import security_store
@@ -23,11 +26,30 @@ from shared.db import create_pool
 from shared.migrations import apply_migrations
 from shared.service import ServiceSpec
 
+TEST_TOPICS = re.compile(r"^(t|e2e)[0-9a-f]{10}\.")
+"""Topics made under a test's prefix (topic_prefix here, the e2e stacks' own)."""
+
+
+async def delete_test_topics(bootstrap: str) -> int:
+    """Delete the topics tests made: a broker that outlives many runs would otherwise
+    keep thousands of partitions, and their open files, for nothing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if TEST_TOPICS.match(t)]
+        for start in range(0, len(names), 200):
+            await admin.delete_topics(names[start : start + 200], timeout_ms=60_000)
+        return len(names)
+    finally:
+        await admin.close()
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[None]:
     started = infra.up()
     yield
+    with contextlib.suppress(Exception):  # tidying up must not fail the session
+        asyncio.run(delete_test_topics(infra.kafka_bootstrap()))
     infra.down(kafka=started.get("kafka", False), postgres=started.get("postgres", False))
 
 

@@ -78,7 +78,9 @@ from shared.service import (
     service_app,
 )
 
-SPEC = ServiceSpec("coverage", Path(__file__).with_name("migrations"))
+SPEC = ServiceSpec(
+    "coverage", Path(__file__).with_name("migrations"), append_only=("premium_ledger",)
+)
 
 PeriodQuery = Query(
     pattern=PERIOD_PATTERN,

@@ -13,7 +13,7 @@ import asyncpg
 from fastapi import FastAPI
 from faststream.kafka.annotations import KafkaMessage
 
-from services.notifications import service, store
+from services.notifications import retention, service, store
 from services.notifications.channels import SmsGateway, SmtpMailer
 from services.notifications.domain import RetryPolicy
 from services.notifications.sender import DeliverySender
@@ -54,12 +54,14 @@ def create_app(resources: Resources) -> FastAPI:
         timeout_s=settings.send_timeout_s,
         bulk_size=settings.sms_bulk_size,
         concurrency=settings.sms_concurrency,
+        token=settings.sms_gateway_token,
     )
     mailer = SmtpMailer(
         settings.smtp_host,
         settings.smtp_port,
         settings.email_from,
-        starttls=settings.smtp_starttls,
+        tls=settings.smtp_tls,
+        ca_file=settings.smtp_ca_file,
         username=settings.smtp_username,
         password=settings.smtp_password,
         timeout_s=settings.send_timeout_s,
@@ -141,9 +143,16 @@ def create_app(resources: Resources) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with running(resources, broker):
             task = asyncio.create_task(sender.run(), name="delivery-sender")
+            sweep = asyncio.create_task(
+                retention.run(
+                    pool, settings.delivery_retention_days, settings.retention_interval_s
+                ),
+                name="delivery-retention",
+            )
             try:
                 yield
             finally:
+                sweep.cancel()
                 # Let the round in flight finish and record its results, so nothing
                 # is left leased (and sent again after the lease) by a clean stop.
                 sender.stop()

@@ -5,14 +5,17 @@ or permanent (give up with the provider's reason)."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 from dataclasses import replace
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import aiosmtplib
 import httpx
+from pydantic import SecretStr
 
 from services.notifications.domain import ClaimedDelivery, SendResult
 
@@ -46,11 +49,14 @@ class SmsGateway:
         timeout_s: float = 10.0,
         bulk_size: int = 100,
         concurrency: int = 4,
+        token: SecretStr | None = None,
     ) -> None:
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else None
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=concurrency),
+            headers=headers,
         )
         self._sender_id = sender_id
         self._bulk_size = bulk_size
@@ -111,6 +117,13 @@ def _item_result(item: dict | None) -> SendResult:  # type: ignore[type-arg]
     )
 
 
+TlsMode = Literal["opportunistic", "starttls", "implicit", "off"]
+
+
+class CredentialsNeedTls(aiosmtplib.SMTPException):
+    """The session has no TLS and we hold credentials: they are not sent."""
+
+
 class TrackingSMTP(aiosmtplib.SMTP):
     """An SMTP client that knows whether the message of its last transaction was handed
     over (DATA began): a connection lost before that leaves nothing at the server; one
@@ -137,21 +150,26 @@ class SmtpMailer:
         port: int,
         sender: str,
         *,
-        starttls: bool = False,
+        tls: TlsMode = "opportunistic",
+        ca_file: Path | None = None,
         username: str | None = None,
-        password: str | None = None,
+        password: SecretStr | None = None,
         timeout_s: float = 10.0,
         connections: int = 4,
     ) -> None:
         self._sender = sender
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         self._connect_args = {
             "hostname": host,
             "port": port,
-            "start_tls": starttls,
-            "username": username,
-            "password": password,
+            "use_tls": tls == "implicit",
+            # None: STARTTLS when the server offers it; True: or no session at all.
+            "start_tls": {"opportunistic": None, "starttls": True}.get(tls, False),
+            "tls_context": context,
             "timeout": timeout_s,
         }
+        self._username = username
+        self._password = password
         self._slots = asyncio.Semaphore(connections)
         self._idle: list[TrackingSMTP] = []
 
@@ -201,6 +219,7 @@ class SmtpMailer:
                 aiosmtplib.SMTPConnectResponseError,
                 aiosmtplib.SMTPHeloError,
                 aiosmtplib.SMTPAuthenticationError,
+                CredentialsNeedTls,
             ) as error:
                 # The server refused us, not this message (greeting, EHLO, credentials):
                 # a misconfiguration or an outage, worth retrying.
@@ -234,6 +253,14 @@ class SmtpMailer:
     async def _connect(self) -> TrackingSMTP:
         client = TrackingSMTP(**self._connect_args)  # type: ignore[arg-type]
         await client.connect()
+        if self._username:
+            if client.get_transport_info("sslcontext") is None:
+                client.close()
+                raise CredentialsNeedTls(
+                    "the server offered no TLS; the credentials are not sent in clear"
+                )
+            password = self._password.get_secret_value() if self._password else ""
+            await client.login(self._username, password)
         return client
 
     async def aclose(self) -> None:

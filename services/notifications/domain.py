@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from shared.events import Channel, NotificationFailed, NotificationSent, derive_event_id
+from shared.redact import redact
 
 CONFIRMATION_TEMPLATE = "policy_activated"
 DELIVERY_NAMESPACE = uuid.UUID("3c9a1e52-7b64-4d0f-a8e3-5f2b9c1d7e60")
@@ -257,7 +258,9 @@ def after_send(
             provider_message_id=message_id,
             attempts=delivery.attempts,
         )
-    error = provider_text(result.error) or "unknown error"
+    # Providers quote the recipient back ("<budi@example.com>: mailbox unknown"); the
+    # reason goes to the delivery row, the NotificationFailed event and the logs.
+    error = redact(provider_text(result.error) or "unknown error")
     if result.unknown:
         error = f"outcome unknown, will retry with the same key: {error}"
     if result.permanent or delivery.attempts >= policy.max_attempts:

@@ -4,6 +4,7 @@ caller's transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -324,3 +325,29 @@ async def counts(conn: asyncpg.Connection) -> dict[str, object]:
         "confirmations_waiting_for_other_half": waiting,
         "uncertain_sends": {row["channel"]: row["n"] for row in uncertain},
     }
+
+
+async def purgeable(
+    conn: asyncpg.Connection, before: datetime, limit: int
+) -> list[tuple[UUID, str]]:
+    """Finished deliveries created before ``before`` that still hold their recipient."""
+    rows = await conn.fetch(
+        """SELECT delivery_id, recipient FROM deliveries
+           WHERE purged_at IS NULL AND status IN ('sent', 'failed') AND created_at < $1
+           ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+        before,
+        limit,
+    )
+    return [(row["delivery_id"], row["recipient"]) for row in rows]
+
+
+async def purge(conn: asyncpg.Connection, masked: Sequence[tuple[UUID, str]]) -> None:
+    await conn.execute(
+        """UPDATE deliveries d
+           SET recipient = NULL, subject = NULL, body = NULL,
+               recipient_masked = m.masked, purged_at = now()
+           FROM unnest($1::uuid[], $2::text[]) AS m(delivery_id, masked)
+           WHERE d.delivery_id = m.delivery_id""",
+        [d for d, _ in masked],
+        [m for _, m in masked],
+    )

@@ -80,7 +80,9 @@ from shared.service import (
     service_app,
 )
 
-SPEC = ServiceSpec("registration", Path(__file__).with_name("migrations"))
+SPEC = ServiceSpec(
+    "registration", Path(__file__).with_name("migrations"), append_only=("worker_history",)
+)
 log = structlog.get_logger("registration")
 
 IDEMPOTENCY_CONFLICTS = Counter(

@@ -67,4 +67,4 @@ def test_every_setting_in_compose_exists_in_the_code(compose: dict[str, Any], na
         **{k.removeprefix("PERISAI_").lower(): v for k, v in environment.items()}
     )
     assert settings.kafka_bootstrap == "kafka:9092"
-    assert settings.database_url.endswith("@postgres:5432/perisai")
+    assert settings.database_url.get_secret_value().endswith("@postgres:5432/perisai")

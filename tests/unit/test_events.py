@@ -202,7 +202,7 @@ class TestSettings:
         for name in ("PERISAI_DATABASE_URL", "PERISAI_DB_POOL_MIN_SIZE"):
             monkeypatch.delenv(name, raising=False)
         settings = ServiceSettings.load()
-        assert settings.database_url.startswith("postgresql://")
+        assert settings.database_url.get_secret_value().startswith("postgresql://")
 
     def test_bad_values_raise_one_line_naming_every_variable(
         self, monkeypatch: pytest.MonkeyPatch
@@ -223,6 +223,15 @@ class TestSettings:
         with pytest.raises(StartupError, match="PERISAI_DB_POOL_MIN_SIZE") as caught:
             ServiceSettings.load()
         assert "PERISAI_DATABASE_URL" not in str(caught.value)
+
+    def test_secrets_are_never_shown(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PERISAI_DATABASE_URL", "postgresql://svc:hunter2@db:5432/perisai")
+        settings = ServiceSettings.load()
+        assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.model_dump())
+        monkeypatch.setenv("PERISAI_DATABASE_URL", "mysql://svc:hunter2@db/perisai")
+        with pytest.raises(StartupError) as caught:
+            ServiceSettings.load()
+        assert "PERISAI_DATABASE_URL" in str(caught.value) and "hunter2" not in str(caught.value)
 
     def test_settings_are_frozen(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("PERISAI_DATABASE_URL", raising=False)

@@ -379,3 +379,18 @@ def test_a_numeric_message_id_from_a_provider_makes_a_valid_event() -> None:
     )
     assert update.provider_message_id == "987"
     assert isinstance(event, NotificationSent) and event.provider_message_id == "987"
+
+
+def test_a_provider_error_quoting_the_recipient_is_masked_in_the_row_and_the_event() -> None:
+    delivery = claimed(channel="email", recipient="siti.aminah@example.com")
+    refusal = SendResult(
+        ok=False,
+        error="recipient refused: {'siti.aminah@example.com': (550, '5.1.1 "
+        "<siti.aminah@example.com> unknown; call +6281234567890')}",
+        permanent=True,
+    )
+    update, event = after_send(delivery, refusal, RetryPolicy(3, 1, 10), random.Random(1))
+    assert isinstance(event, NotificationFailed)
+    assert "siti.aminah@example.com" not in event.reason and "s***@example.com" in event.reason
+    assert "6281234567890" not in event.reason
+    assert update.error == event.reason
