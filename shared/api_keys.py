@@ -10,6 +10,7 @@ caller holds without the key itself being kept anywhere.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,14 +62,18 @@ def shown_part(key: str) -> str:
     return key[:SHOWN_CHARS]
 
 
+_KEY_SHAPE = re.compile(rf"^{KEY_PREFIX}[A-Za-z0-9_-]{{43}}$")
+
+
 def bearer_key(authorization: str | None) -> str | None:
     """The key of an ``Authorization: Bearer <key>`` header, or None. Anything that is
-    not shaped like one of our keys is None too: it cannot match, and is not looked up."""
+    not shaped exactly like one of our keys is None too: it cannot match, and costs no
+    database lookup."""
     if not authorization:
         return None
     scheme, _, value = authorization.strip().partition(" ")
     key = value.strip()
-    if scheme.lower() != "bearer" or not key.startswith(KEY_PREFIX) or len(key) > 200:
+    if scheme.lower() != "bearer" or not _KEY_SHAPE.match(key):
         return None
     return key
 

@@ -107,6 +107,9 @@ class Guard:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # none is served; a future one is closed, not open
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
@@ -153,6 +156,7 @@ class Guard:
         limit = (rule.max_body_bytes if rule else None) or self.max_body_bytes
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > limit:
+            log.warning("request refused: body too large", key=caller.shown, **where)
             await _refuse(scope, receive, send, 413, f"the body is larger than {limit:,} bytes")
             return
         scope.setdefault("state", {})["caller"] = caller
@@ -184,6 +188,7 @@ def _counting(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > limit:
+                log.warning("request refused: body too large (streamed)", limit=limit)
                 raise BodyTooLarge(limit)
         return message
 
@@ -204,6 +209,20 @@ _NOBODY = _Nobody()
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, detail: str) -> None:
     headers = {"WWW-Authenticate": 'Bearer realm="perisai"'} if status == 401 else None
     await problem_response(simple_problem(status, detail), headers=headers)(scope, receive, send)
+
+
+async def log_reads(
+    pool: asyncpg.Pool, request: Request, caller: Caller, subjects: Sequence[str]
+) -> None:
+    """Keep, in the access log, that the caller was given these workers' personal data
+    (the route as declared, the clerk X-Actor names)."""
+    if not subjects:
+        return
+    route = request.scope.get("route")
+    endpoint = getattr(route, "path", request.url.path)
+    actor = (request.headers.get("x-actor") or "")[:128] or None
+    async with db.connection(pool) as conn:
+        await security_store.record_access(conn, caller, actor, request.method, endpoint, subjects)
 
 
 def install_guard(

@@ -18,9 +18,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import uvloop
 
-from shared import db, security_store
+from shared import security_store
 from shared.api_keys import Scope, parse_scopes
 from shared.cli_args import positive_int
 from shared.errors import StartupError
@@ -56,23 +57,41 @@ def _parser(service: str) -> argparse.ArgumentParser:
 
 async def _run(spec: ServiceSpec, settings: ServiceSettings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
-    async with open_database(spec, settings, max_size=1) as pool, db.connection(pool) as conn:
-        if args.action == "create":
-            expires = now + timedelta(days=args.expires_in_days) if args.expires_in_days else None
-            stored, key = await security_store.create_key(conn, args.name, args.scopes, expires)
-            print(json.dumps({**stored.as_dict(now), "key": key}, indent=2))
-            print("Keep the key now: it is not shown again.", file=sys.stderr)
-            return 0
-        if args.action == "list":
-            keys = await security_store.list_keys(conn)
-            print(json.dumps([k.as_dict(now) for k in keys], indent=2))
-            return 0
-        revoked = await security_store.revoke_keys(conn, args.key)
-        print(json.dumps([k.as_dict(now) for k in revoked], indent=2))
-        if not revoked:
-            print(f"no key {args.key!r}", file=sys.stderr)
-            return EXIT_NOTHING
+    async with open_database(spec, settings, max_size=1):  # migrated
+        pass
+    # The schema's owner makes and revokes keys; the service's own role may only read them.
+    owner = settings.migration_database_url or settings.database_url
+    try:
+        conn = await asyncpg.connect(
+            owner.get_secret_value(),
+            timeout=settings.startup_timeout_s,
+            server_settings={"search_path": f"{spec.name},public", "timezone": "UTC"},
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+        raise StartupError(f"cannot connect to PostgreSQL to manage keys: {error}") from None
+    try:
+        return await _act(conn, args, now)
+    finally:
+        await conn.close()
+
+
+async def _act(conn: asyncpg.Connection, args: argparse.Namespace, now: datetime) -> int:
+    if args.action == "create":
+        expires = now + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+        stored, key = await security_store.create_key(conn, args.name, args.scopes, expires)
+        print(json.dumps({**stored.as_dict(now), "key": key}, indent=2))
+        print("Keep the key now: it is not shown again.", file=sys.stderr)
         return 0
+    if args.action == "list":
+        keys = await security_store.list_keys(conn)
+        print(json.dumps([k.as_dict(now) for k in keys], indent=2))
+        return 0
+    revoked = await security_store.revoke_keys(conn, args.key)
+    print(json.dumps([k.as_dict(now) for k in revoked], indent=2))
+    if not revoked:
+        print(f"no key {args.key[:12]!r}...", file=sys.stderr)
+        return EXIT_NOTHING
+    return 0
 
 
 def main(spec: ServiceSpec, settings_class: type[ServiceSettings], argv: Sequence[str]) -> None:

@@ -43,7 +43,8 @@ async def grant_runtime(
 ) -> None:
     """What the service's runtime role may do, run by the schema's owner after its
     migrations: read and write the schema's tables, except the append-only ones (read
-    and insert only) and the migration record (read only); use its sequences. It is
+    and insert only), the API keys and the migration record (read only); use its
+    sequences. It is
     granted nothing in any other schema, owns nothing, and so can neither change a
     table's definition nor disable its triggers."""
     if not _SCHEMA.match(schema):
@@ -54,6 +55,9 @@ async def grant_runtime(
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {who}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {who}",
         f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.schema_migrations FROM {who}",
+        # Keys are made and revoked by the owner (the keys command): a compromised
+        # service cannot mint itself a key or bring a revoked one back.
+        f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {schema}.api_keys FROM {who}",
         *(
             f"REVOKE UPDATE, DELETE, TRUNCATE ON {schema}.{quote_ident(table)} FROM {who}"
             for table in (*SHARED_APPEND_ONLY, *append_only)

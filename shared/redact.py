@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_DIGITS = re.compile(r"(?<![\w*-])\+?\d(?:[\d \-.]*\d)?(?![\w*-])")
+_DIGITS = re.compile(r"(?<![\da-fA-F*-])\+?\d(?:[\d \-.]*\d)?(?![\d*-])")
 """A run of digits, perhaps with +, spaces, dashes or dots inside (a phone number as
-written, a NIK); only runs of 9 digits or more are masked, so dates, counts and status
-codes stay readable."""
+written, a NIK), even right after a word (``hp0812...``) but not inside a hex id (a
+UUID); only runs of 9 digits or more are masked, so dates, counts and status codes
+stay readable."""
 MIN_MASKED_DIGITS = 9
 
 

@@ -42,7 +42,7 @@ from services.coverage.requests import (
 )
 from services.coverage.schedule import Scheduler
 from services.coverage.settings import CoverageSettings
-from shared import db, security_store, topics
+from shared import db, topics
 from shared.api_keys import Caller, Scope
 from shared.events import (
     CoverageRefused,
@@ -59,7 +59,7 @@ from shared.events import (
     WorkerDeregistered,
     WorkerEnrolled,
 )
-from shared.guard import requires
+from shared.guard import log_reads, requires
 from shared.http import (
     Problem,
     problem_response,
@@ -223,22 +223,19 @@ def create_app(resources: Resources) -> FastAPI:
             policy = await store.policy_of(conn, worker_id)
         if policy is None:
             raise HTTPException(404, "no policy for this worker (yet)")
-        await security_store.record_access(
-            pool,
-            caller,
-            request.headers.get("x-actor"),
-            request.method,
-            "/v1/workers/{worker_id}/policy",
-            [str(worker_id)],
-        )
+        await log_reads(pool, request, caller, [str(worker_id)])
         return policy
 
     @app.post(
         "/v1/workers/{worker_id}/policy/end",
         responses=problems(400, 404, 409, 422),
-        dependencies=[requires(Scope.ADMIN)],
     )
-    async def end_policy(worker_id: UUID, body: EndPolicyRequest) -> dict[str, object]:
+    async def end_policy(
+        request: Request,
+        caller: Annotated[Caller, requires(Scope.ADMIN)],
+        worker_id: UUID,
+        body: EndPolicyRequest,
+    ) -> dict[str, object]:
         """End a worker's policy from a date, with a reason: nothing is billed for later
         months and postings already made for them are reversed (PolicyEnded). Ending an
         ended policy is refused (409)."""
@@ -247,6 +244,7 @@ def create_app(resources: Resources) -> FastAPI:
                 conn, worker_id=worker_id, on=body.on, reason=body.reason
             )
             await enqueue_events(conn, [event])
+        await log_reads(pool, request, caller, [str(worker_id)])
         return {**event.model_dump(mode="json"), "reversed_amount": reversed_amount}
 
     # -- Agreements ----------------------------------------------------------------

@@ -153,6 +153,8 @@ def create_app(resources: Resources) -> FastAPI:
                 yield
             finally:
                 sweep.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweep
                 # Let the round in flight finish and record its results, so nothing
                 # is left leased (and sent again after the lease) by a clean stop.
                 sender.stop()

@@ -254,13 +254,16 @@ class SmtpMailer:
         client = TrackingSMTP(**self._connect_args)  # type: ignore[arg-type]
         await client.connect()
         if self._username:
-            if client.get_transport_info("sslcontext") is None:
-                client.close()
-                raise CredentialsNeedTls(
-                    "the server offered no TLS; the credentials are not sent in clear"
-                )
-            password = self._password.get_secret_value() if self._password else ""
-            await client.login(self._username, password)
+            try:
+                if client.get_transport_info("sslcontext") is None:
+                    raise CredentialsNeedTls(
+                        "the server offered no TLS; the credentials are not sent in clear"
+                    )
+                password = self._password.get_secret_value() if self._password else ""
+                await client.login(self._username, password)
+            except BaseException:
+                client.close()  # not pooled: the caller never saw this connection
+                raise
         return client
 
     async def aclose(self) -> None:

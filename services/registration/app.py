@@ -53,7 +53,7 @@ from services.registration.domain import (
 from services.registration.membership import WorkerNotFound
 from services.registration.reasons import meaning
 from services.registration.settings import RegistrationSettings
-from shared import db, outbox, security_store, topics
+from shared import db, outbox, topics
 from shared.api_keys import Caller, Scope
 from shared.errors import Refused
 from shared.events import (
@@ -69,7 +69,7 @@ from shared.events import (
     WorkerDetailsChanged,
     WorkerEnrolled,
 )
-from shared.guard import requires
+from shared.guard import log_reads, requires
 from shared.http import Problem, problem_response, problems, refused_problem, wants_csv
 from shared.service import (
     Resources,
@@ -252,6 +252,12 @@ def disclosed(rejected: Rejected, caller: Caller | None) -> str | None:
     if caller is None or not caller.may(Scope.READ):
         return None
     return rejected.existing_participant
+
+
+def disclosures(answers: list[Answer], caller: Caller) -> list[str]:
+    """The members a caller is told hold a duplicate NIK: reads of personal data."""
+    named = (disclosed(a, caller) for a in answers if isinstance(a, Rejected))
+    return [number for number in named if number]
 
 
 def actor(caller: Caller, x_actor: str | None) -> str:
@@ -555,6 +561,7 @@ def create_app(resources: Resources) -> FastAPI:
 
     @app.post("/v1/enrolments", status_code=201, responses=problems(400, 409, 413, 422))
     async def enrol_one(
+        request: Request,
         caller: Annotated[Caller, requires(Scope.ENROL)],
         worker: Annotated[WorkerPayload, Body()],
         idempotency_key: IdempotencyKey,
@@ -567,6 +574,7 @@ def create_app(resources: Resources) -> FastAPI:
             idempotency_key, "api", read_worker(worker), x_correlation_id or idempotency_key
         )
         [outcome] = await enrol([command])
+        await accessed(request, caller, disclosures([outcome], caller))
         if isinstance(outcome, Enrolled):
             return ResultOut.of(outcome)
         if isinstance(outcome, Conflict):
@@ -608,6 +616,7 @@ def create_app(resources: Resources) -> FastAPI:
             for e in body.enrolments
         ]
         answers = await enrol(commands)
+        await accessed(request, caller, disclosures(answers, caller))
         conflicts = sum(isinstance(answer, Conflict) for answer in answers)
         if conflicts:
             IDEMPOTENCY_CONFLICTS.labels("bulk").inc(conflicts)
@@ -639,14 +648,7 @@ def create_app(resources: Resources) -> FastAPI:
         return RequestStatusOut.of_status(status)
 
     async def accessed(request: Request, caller: Caller, numbers: list[str]) -> None:
-        """Keep, in the access log, that the caller was given these workers' data."""
-        if numbers:
-            route = request.scope.get("route")
-            endpoint = getattr(route, "path", request.url.path)
-            async with db.connection(pool) as conn:
-                await security_store.record_access(
-                    conn, caller, request.headers.get("x-actor"), request.method, endpoint, numbers
-                )
+        await log_reads(pool, request, caller, numbers)
 
     async def worker_out(conn: asyncpg.Connection, participant_number: str) -> WorkerOut:
         row = await store.worker_summary(conn, participant_number)

@@ -77,8 +77,8 @@ REASONS: Final[dict[str, Meaning]] = {
         "Teks mengandung karakter kontrol atau tak terlihat.",
     ),
     "DUPLICATE_NIK": Meaning(
-        "This NIK is already enrolled (the participant is named).",
-        "NIK ini sudah terdaftar (nomor peserta disebutkan).",
+        "This NIK is already enrolled (its holder is named only to a key that may read).",
+        "NIK ini sudah terdaftar (pemegangnya disebut hanya untuk kunci dengan izin baca).",
     ),
     "BIRTH_DATE_INVALID": Meaning(
         "The birth date is missing or not a date (YYYY-MM-DD).",

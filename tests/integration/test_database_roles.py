@@ -150,3 +150,17 @@ async def test_a_migration_owner_that_cannot_connect_is_one_clear_line(database_
         async with open_database(REGISTRATION, settings):
             pass
     assert "secret" not in str(error.value)
+
+
+async def test_a_service_role_can_read_keys_but_not_make_or_revive_them(
+    migrated: dict[str, asyncpg.Connection],
+) -> None:
+    for name, conn in migrated.items():
+        assert await conn.fetchval(f"SELECT count(*) FROM {name}.api_keys") == 0
+        await refused(
+            conn,
+            f"INSERT INTO {name}.api_keys (key_id, name, shown, key_hash, scopes) VALUES"
+            " (gen_random_uuid(), 'x', 'psk_x', sha256('x'), '{admin}')",
+        )
+        await refused(conn, f"UPDATE {name}.api_keys SET revoked_at = NULL")
+        await refused(conn, f"DELETE FROM {name}.api_keys")

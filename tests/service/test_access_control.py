@@ -282,6 +282,9 @@ async def test_a_batch_body_that_is_not_json_or_not_the_shape_says_so(
         b'{"enrolments": [{"worker": {}}]}': "body.enrolments.0.request_id",
         b'{"enrolments": [], "extra": 1}': "body.extra",
     }
+    deep = b'{"enrolments": [{"request_id": "r", "worker": ' + b"[" * 100_000
+    nested = await service.client.post("/v1/enrolments/batch", content=deep, headers=headers)
+    assert nested.status_code == 400 and "deeper than" in nested.json()["detail"]
     for content, location in shapes.items():
         answer = await service.client.post("/v1/enrolments/batch", content=content, headers=headers)
         assert answer.status_code == 422, (content, answer.text)
@@ -329,6 +332,11 @@ async def test_a_duplicate_nik_names_its_holder_only_to_a_key_that_may_read(
     assert number not in blind.text and number not in blind_batch.text
     assert "participant_number" not in blind.json()
     assert seeing.json()["participant_number"] == number
+    holder_told = await security_store.find_key(service.pool, enrol_and_read)
+    assert holder_told is not None
+    async with service.pool.acquire() as conn:
+        log = await security_store.access_log(conn, number)
+    assert [(e["endpoint"], e["key_id"]) for e in log] == [("/v1/enrolments", holder_told.key_id)]
     events = await service.pool.fetch("SELECT value FROM outbox")
     rejections = [e for e in events if b"enrolment.rejected" in bytes(e["value"])]
     assert len(rejections) == 3 and all(
@@ -382,3 +390,27 @@ async def test_a_policy_read_is_logged_in_coverage(open_service: Callable[..., A
     async with service.pool.acquire() as conn:
         [entry] = await security_store.access_log(conn, str(worker.worker_id))
     assert (entry["key_name"], entry["endpoint"]) == ("helpdesk", "/v1/workers/{worker_id}/policy")
+
+
+async def test_answers_stored_before_no_longer_name_a_duplicates_holder(
+    open_service: Callable[..., Any],
+) -> None:
+    service: Service = await open_service("registration")
+    old = [
+        {"code": "NAME_INVALID", "field": "full_name", "message": "as participant 00000000018"},
+        {"code": "DUPLICATE_NIK", "field": "nik",
+         "message": "this NIK is already enrolled as participant 00000000018"},
+    ]  # fmt: skip
+    await service.pool.execute(
+        "INSERT INTO enrolment_requests (request_id, source, outcome, reasons)"
+        " VALUES ('old', 'api', 'rejected', $1::jsonb)",
+        json.dumps(old),
+    )
+    migration = registration_app.SPEC.migrations / "0008_duplicate_holder_unnamed.sql"
+    await service.pool.execute(migration.read_text())
+    key = await service.key(Scope.ENROL)
+    status = await service.client.get("/v1/enrolments/old", headers=bearer(key))
+    assert [r["message"] for r in status.json()["reasons"]] == [
+        "as participant 00000000018",  # another rule's text is left as it was
+        "this NIK is already enrolled",
+    ]

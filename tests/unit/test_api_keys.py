@@ -23,6 +23,7 @@ from shared.api_keys import (
 from shared.rate_limit import RateLimiter
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+KEY = "psk_" + "A" * 43
 
 
 def stored(**changes: object) -> StoredKey:
@@ -51,12 +52,20 @@ def test_keys_are_random_prefixed_and_kept_only_as_their_digest() -> None:
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        ("Bearer psk_abc", "psk_abc"),
-        ("bearer   psk_abc  ", "psk_abc"),
-        ("Basic psk_abc", None),
+        (
+            "Bearer psk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "psk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ),
+        (
+            "bearer   psk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA  ",
+            "psk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        ),
+        (f"Basic {KEY}", None),
         ("Bearer abc", None),  # not one of our keys: not even looked up
-        ("Bearer " + "psk_" + "a" * 300, None),
-        ("psk_abc", None),
+        ("Bearer psk_abc", None),  # not the shape of one
+        (f"Bearer {KEY}x", None),
+        ("Bearer psk_" + "a" * 42 + "!", None),
+        (KEY, None),
         ("", None),
         (None, None),
     ],
