@@ -26,7 +26,7 @@ from shared.api_keys import Scope, parse_scopes
 from shared.cli_args import positive_int
 from shared.errors import StartupError
 from shared.logs import configure_logging
-from shared.service import ServiceSpec, open_database
+from shared.service import ServiceSpec, migrate
 from shared.settings import ServiceSettings
 
 EXIT_NOTHING, EXIT_USAGE = 1, 2
@@ -57,8 +57,7 @@ def _parser(service: str) -> argparse.ArgumentParser:
 
 async def _run(spec: ServiceSpec, settings: ServiceSettings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
-    async with open_database(spec, settings, max_size=1):  # migrated
-        pass
+    await migrate(spec, settings)
     # The schema's owner makes and revokes keys; the service's own role may only read them.
     owner = settings.migration_database_url or settings.database_url
     try:

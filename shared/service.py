@@ -91,8 +91,7 @@ async def open_database(
     write events to the outbox, which the running service's relay publishes. With a
     migration_database_url the schema's owner migrates and grants the runtime role
     (database_url's user) what it may do; the pool is the runtime role's."""
-    if settings.migration_database_url is not None:
-        await migrate_as_owner(spec, settings)
+    await migrate(spec, settings)
     pool = await create_pool(
         settings.database_url.get_secret_value(),
         spec.name,
@@ -101,38 +100,36 @@ async def open_database(
         connect_timeout=settings.startup_timeout_s,
     )
     try:
-        if settings.migration_database_url is None:
-            async with pool.acquire() as conn:
-                await _migrate_on(conn, spec)
         yield pool
     finally:
         await pool.close()
 
 
-async def _migrate_on(conn: asyncpg.Connection, spec: ServiceSpec) -> None:
-    try:
-        applied = await apply_migrations(conn, spec.name, spec.migrations)
-    except (MigrationError, asyncpg.PostgresError) as error:
-        raise StartupError(f"cannot migrate schema {spec.name}: {error}") from None
-    if applied:
-        log.info("migrations applied", applied=applied)
-
-
-async def migrate_as_owner(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    """Migrations and grants on a connection of the schema's owner, closed after."""
-    assert settings.migration_database_url is not None
-    owner_dsn = settings.migration_database_url.get_secret_value()
+async def migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """Apply the schema's migrations on a connection of its own, closed after: as the
+    schema's owner when migration_database_url is set (then grant the runtime role,
+    database_url's user, what it may do), else as database_url's user."""
+    owner = settings.migration_database_url
+    dsn = (owner or settings.database_url).get_secret_value()
     runtime_role = urlsplit(settings.database_url.get_secret_value()).username
     try:
         conn = await asyncpg.connect(
-            owner_dsn, timeout=settings.startup_timeout_s, server_settings={"timezone": "UTC"}
+            dsn, timeout=settings.startup_timeout_s, server_settings={"timezone": "UTC"}
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-        where = describe_dsn(owner_dsn)
-        raise StartupError(f"cannot connect to PostgreSQL at {where} to migrate: {error}") from None
+        reason = str(error) or type(error).__name__
+        purpose = " to migrate" if owner else ""
+        raise StartupError(
+            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}{purpose}: {reason}"
+        ) from None
     try:
-        await _migrate_on(conn, spec)
-        if runtime_role and runtime_role != urlsplit(owner_dsn).username:
+        try:
+            applied = await apply_migrations(conn, spec.name, spec.migrations)
+        except (MigrationError, asyncpg.PostgresError) as error:
+            raise StartupError(f"cannot migrate schema {spec.name}: {error}") from None
+        if applied:
+            log.info("migrations applied", applied=applied)
+        if owner and runtime_role and runtime_role != urlsplit(dsn).username:
             try:
                 await grant_runtime(conn, spec.name, runtime_role, spec.append_only)
             except (MigrationError, asyncpg.PostgresError) as error:
