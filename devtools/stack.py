@@ -57,6 +57,8 @@ class StackConfig:
     smtp_port: int = 18026
     smtp_http_port: int = 18027
     extra_env: dict[str, str] = field(default_factory=dict)
+    service_extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Variables of one service only (its own Kafka user, say), by service name."""
 
     @classmethod
     def on_free_ports(
@@ -67,6 +69,7 @@ class StackConfig:
         log_dir: Path,
         topic_prefix: str = "",
         extra_env: dict[str, str] | None = None,
+        service_extra_env: dict[str, dict[str, str]] | None = None,
     ) -> StackConfig:
         """A configuration whose six ports were free a moment ago (for tests). Coverage's
         schedule is off unless ``extra_env`` turns it on: tests count what the consumers
@@ -91,6 +94,7 @@ class StackConfig:
                 "PERISAI_RATE_LIMIT_BURST": "10000",
                 **(extra_env or {}),
             },
+            service_extra_env=service_extra_env or {},
         )
 
     def url(self, port: int) -> str:
@@ -135,6 +139,7 @@ class StackConfig:
                 Path(tempfile.gettempdir()) / "perisai-imports" / (self.topic_prefix or "main")
             ),
             **self.extra_env,
+            **self.service_extra_env.get(service, {}),
         }
 
 

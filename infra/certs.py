@@ -28,7 +28,7 @@ class Certificate:
     """The authority's certificate: what a peer trusts to accept this one."""
 
 
-def _openssl(folder: Path) -> str:
+def openssl(folder: Path) -> str:
     return require_command("openssl", "openssl", folder / "openssl.log", "certificates")
 
 
@@ -36,7 +36,7 @@ def authority(folder: Path, name: str = "Perisai local CA") -> Authority:
     folder.mkdir(parents=True, exist_ok=True)
     cert, key = folder / "ca.pem", folder / "ca.key"
     run(
-        [_openssl(folder), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
+        [openssl(folder), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
          "-days", str(VALID_DAYS), "-subj", f"/CN={name}", "-keyout", str(key),
          "-out", str(cert), "-addext", "basicConstraints=critical,CA:TRUE",
          "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
@@ -57,9 +57,9 @@ def issue(
     usable as a server's and as a client's."""
     folder.mkdir(parents=True, exist_ok=True)
     key, request, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.pem"
-    openssl = _openssl(folder)
+    command = openssl(folder)
     run(
-        [openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+        [command, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
          "-keyout", str(key), "-out", str(request)],
         what=f"openssl: key and request of {name}",
         timeout=60,
@@ -73,7 +73,7 @@ def issue(
         "basicConstraints=CA:FALSE\n"
     )
     run(
-        [openssl, "x509", "-req", "-in", str(request), "-CA", str(ca.cert),
+        [command, "x509", "-req", "-in", str(request), "-CA", str(ca.cert),
          "-CAkey", str(ca.key), "-CAcreateserial", "-days", str(VALID_DAYS), "-sha256",
          "-extfile", str(extensions), "-out", str(cert)],
         what=f"openssl: sign the certificate of {name}",

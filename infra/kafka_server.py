@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -265,7 +266,7 @@ def start(settings: Settings) -> tuple[int, bool]:
 
 
 @contextlib.contextmanager
-def _quiet_aiokafka() -> Iterator[None]:
+def quiet_aiokafka() -> Iterator[None]:
     """aiokafka logs every refused connection; while polling a booting broker that is noise."""
     logger = logging.getLogger("aiokafka")
     previous = logger.level
@@ -276,10 +277,14 @@ def _quiet_aiokafka() -> Iterator[None]:
         logger.setLevel(previous)
 
 
-async def _probe(bootstrap: str) -> bool:
-    """True if the broker answers metadata requests and reports itself in the cluster."""
+async def probe(bootstrap: str, **client_options: Any) -> bool:
+    """True if the broker answers metadata requests and reports itself in the cluster
+    (``client_options``: aiokafka's security settings, for a secured listener)."""
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, client_id="perisai-infra-probe", request_timeout_ms=5000
+        bootstrap_servers=bootstrap,
+        client_id="perisai-infra-probe",
+        request_timeout_ms=5000,
+        **client_options,
     )
     try:
         async with asyncio.timeout(8):
@@ -297,8 +302,8 @@ async def _probe(bootstrap: str) -> bool:
 def is_ready(settings: Settings) -> bool:
     if not port_open(HOST, settings.kafka_port):
         return False
-    with _quiet_aiokafka():
-        return run_sync(_probe(settings.kafka_bootstrap))
+    with quiet_aiokafka():
+        return run_sync(probe(settings.kafka_bootstrap))
 
 
 def wait_ready(settings: Settings, pid: int, timeout: float = READY_TIMEOUT) -> None:

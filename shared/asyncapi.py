@@ -30,6 +30,8 @@ from typing import Any, cast
 
 import asyncpg
 import yaml
+from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared.events import EVENT_TYPES, Event
@@ -244,18 +246,23 @@ def _canonical(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def build_document(service: ServiceDoc) -> dict[str, Any]:
-    """The AsyncAPI document of one service, as JSON-compatible data."""
+def build_broker(service: ServiceDoc) -> tuple[FastAPI, KafkaBroker]:
+    """The service's app and broker as its defaults build them, without a pool or relay."""
     app_module = importlib.import_module(service.app_module)
-    settings = service.settings()
     resources = Resources(
         spec=app_module.SPEC,
-        settings=settings,
+        settings=service.settings(),
         pool=cast(asyncpg.Pool, None),
         relay=cast(OutboxRelay, None),
     )
     app = app_module.create_app(resources)
-    broker = app.state.broker
+    return app, app.state.broker
+
+
+def build_document(service: ServiceDoc) -> dict[str, Any]:
+    """The AsyncAPI document of one service, as JSON-compatible data."""
+    settings = service.settings()
+    app, broker = build_broker(service)
     specification = AsyncAPI(
         broker,
         title=app.title,

@@ -26,7 +26,7 @@ from aiokafka import ConsumerRecord
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -38,13 +38,13 @@ from shared.errors import StartupError
 from shared.events import Event
 from shared.guard import document_security, install_guard, requires
 from shared.http import document_models, install_problem_handlers
-from shared.kafka import ensure_topics, new_producer
+from shared.kafka import ensure_topics, new_producer, topics_of
 from shared.logs import configure_logging
 from shared.migrations import MigrationError, apply_migrations, grant_runtime
 from shared.rate_limit import RateLimiter
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
-from shared.topics import ALL_TOPICS, dead_letter_topic
+from shared.topics import dead_letter_topic
 
 log = structlog.get_logger(__name__)
 
@@ -142,17 +142,16 @@ async def migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:
 
 @asynccontextmanager
 async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncIterator[Resources]:
-    """Check the broker (creating missing topics), open the pool, apply migrations."""
+    """Check that the broker answers, open the pool, apply migrations."""
+    security = settings.kafka_security()
     await ensure_topics(
-        settings.kafka_bootstrap,
-        [settings.topic_prefix + topic for topic in ALL_TOPICS],
-        wait_s=settings.startup_timeout_s,
+        settings.kafka_bootstrap, [], wait_s=settings.startup_timeout_s, security=security
     )
     async with open_database(spec, settings) as pool:
         relay = OutboxRelay(
             pool,
             spec.name,
-            lambda: new_producer(settings.kafka_bootstrap, f"perisai-{spec.name}-relay"),
+            lambda: new_producer(settings.kafka_bootstrap, f"perisai-{spec.name}-relay", security),
             batch_size=settings.relay_batch_size,
             poll_interval_s=settings.relay_poll_interval_s,
             topic_prefix=settings.topic_prefix,
@@ -165,6 +164,7 @@ def new_broker(settings: ServiceSettings, spec: ServiceSpec) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=f"perisai-{spec.name}",
+        security=settings.kafka_security().for_faststream(),
         enable_idempotence=True,
         # Under our root logger (JSON lines), not FastStream's own coloured handler;
         # per-batch "Received"/"Processed" lines only at DEBUG.
@@ -322,6 +322,12 @@ class _Server(uvicorn.Server):
 async def _serve(spec: ServiceSpec, settings: ServiceSettings, build_app: AppFactory) -> None:
     async with open_resources(spec, settings) as resources:
         app = build_app(resources)
+        await ensure_topics(
+            settings.kafka_bootstrap,
+            topics_of(app.state.broker).all,
+            wait_s=settings.startup_timeout_s,
+            security=settings.kafka_security(),
+        )
         config = uvicorn.Config(
             app,
             host=settings.http_host,
@@ -420,7 +426,9 @@ def batch_subscriber(
         "dlq.origin.partition, dlq.origin.offset and dlq.failed_at.",
     )
     return broker.subscriber(  # type: ignore[no-any-return]
-        settings.topic_prefix + topic,
+        # Created before the broker starts (ensure_topics, with our partition count); a
+        # service's Kafka user may not create topics on a cluster with ACLs.
+        Topic(settings.topic_prefix + topic, declare=False),
         group_id=f"{settings.topic_prefix}{resources.spec.name}.{consumer}",
         batch=True,
         max_records=settings.consumer_batch_size,

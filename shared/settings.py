@@ -5,12 +5,14 @@ A bad value fails at start-up with one line per offending variable, never later.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import StartupError
+from shared.kafka_security import KafkaSecurity, Mechanism, Protocol, security_from
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:19092"
 DEFAULT_DATABASE_URL = "postgresql://perisai:perisai@127.0.0.1:15432/perisai"
@@ -25,6 +27,30 @@ class ServiceSettings(BaseSettings):
         default=DEFAULT_KAFKA_BOOTSTRAP,
         min_length=1,
         description="Kafka bootstrap servers, host:port[,host:port].",
+    )
+    kafka_security_protocol: Protocol = Field(
+        default="PLAINTEXT",
+        description="PLAINTEXT (local only), SSL, or SASL_SSL (TLS plus a SCRAM user).",
+    )
+    kafka_sasl_mechanism: Mechanism = Field(
+        default="SCRAM-SHA-512", description="The SCRAM mechanism of SASL_SSL."
+    )
+    kafka_username: str | None = Field(
+        default=None, min_length=1, description="The service's SCRAM user (SASL_SSL)."
+    )
+    kafka_password: SecretStr | None = Field(
+        default=None, description="The SCRAM user's password (SASL_SSL)."
+    )
+    kafka_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the authorities that sign the brokers' certificates "
+        "(SSL, SASL_SSL); unset: the system's authorities.",
+    )
+    kafka_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, for brokers that ask for one."
+    )
+    kafka_key_file: Path | None = Field(
+        default=None, description="PEM private key of kafka_cert_file (unencrypted)."
     )
     database_url: SecretStr = Field(
         default=SecretStr(DEFAULT_DATABASE_URL),
@@ -83,6 +109,43 @@ class ServiceSettings(BaseSettings):
         ):
             raise ValueError("must start with postgresql:// (the value is not shown)")
         return value
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Self:
+        tls = self.kafka_security_protocol != "PLAINTEXT"
+        sasl = self.kafka_security_protocol == "SASL_SSL"
+        has_credentials = self.kafka_username is not None or self.kafka_password is not None
+        if sasl and (self.kafka_username is None or self.kafka_password is None):
+            raise ValueError(
+                "PERISAI_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs PERISAI_KAFKA_USERNAME "
+                "and PERISAI_KAFKA_PASSWORD"
+            )
+        if has_credentials and not sasl:
+            raise ValueError(
+                "PERISAI_KAFKA_USERNAME/PASSWORD are sent only over SASL_SSL; set "
+                "PERISAI_KAFKA_SECURITY_PROTOCOL=SASL_SSL"
+            )
+        tls_files = (self.kafka_ca_file, self.kafka_cert_file, self.kafka_key_file)
+        if not tls and any(f is not None for f in tls_files):
+            raise ValueError(
+                "PERISAI_KAFKA_CA_FILE/CERT_FILE/KEY_FILE need "
+                "PERISAI_KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL"
+            )
+        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
+            raise ValueError("PERISAI_KAFKA_CERT_FILE and PERISAI_KAFKA_KEY_FILE go together")
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How this service's Kafka clients connect (StartupError: a TLS file is unreadable)."""
+        return security_from(
+            self.kafka_security_protocol,
+            mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_username,
+            password=self.kafka_password,
+            ca_file=self.kafka_ca_file,
+            cert_file=self.kafka_cert_file,
+            key_file=self.kafka_key_file,
+        )
 
     @classmethod
     def load(cls) -> Self:
