@@ -33,7 +33,9 @@ import yaml
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
+from pydantic import BaseModel
 
+from shared.dead_letters import DeadLetterNotice
 from shared.events import EVENT_TYPES, Event
 from shared.relay import OutboxRelay
 from shared.service import Resources
@@ -130,7 +132,7 @@ def event_key_binding(event: type[Event]) -> dict[str, Any]:
     }
 
 
-def _add_model_schema(schemas: dict[str, Any], model: type[Event]) -> str:
+def _add_model_schema(schemas: dict[str, Any], model: type[BaseModel]) -> str:
     """Put ``model``'s JSON schema (and the models it nests) into components/schemas."""
     schema = model.model_json_schema(ref_template=SCHEMAS_REF + "{model}")
     for name, definition in schema.pop("$defs", {}).items():
@@ -190,30 +192,37 @@ def _describe_event_messages(doc: dict[str, Any]) -> None:
         message["bindings"] = event_key_binding(event)
 
 
-DEAD_LETTER_SCHEMA = "DeadLetter"
 DEAD_LETTER_HEADERS = {
-    "dlq.reason": "Why the consumer could not read or apply the record.",
+    "dlq.reason": "Why the consumer could not read or apply the record (masked).",
     "dlq.consumer": "The consumer that gave up on it, e.g. coverage.worker-enrolled.",
     "dlq.origin.topic": "Topic the record was read from.",
     "dlq.origin.partition": "Partition it was read from.",
     "dlq.origin.offset": "Offset it was read at.",
     "dlq.failed_at": "When it was dead-lettered (ISO 8601, UTC).",
+    "dlq.letter_id": "The dead letter's id: the row of <service>.dead_letters that holds "
+    "the record as received.",
 }
 
 
 def _describe_dead_letters(doc: dict[str, Any]) -> None:
-    """Dead-letter topics carry the original record's bytes, whatever they were, plus
-    the original headers and the dlq.* headers saying why and from where."""
+    """Dead-letter topics carry a notice (DeadLetterNotice) and the dlq.* headers; the
+    record itself stays in the consuming service's dead_letters table."""
     components = doc.setdefault("components", {})
     messages = components.setdefault("messages", {})
+    schemas = components.setdefault("schemas", {})
     for channel in doc.get("channels", {}).values():
         if not channel["address"].endswith(DEAD_LETTER_SUFFIX):
             continue
         for message_ref in channel.get("messages", {}).values():
             message = messages[_ref_name(message_ref, MESSAGES_REF)]
             message["name"] = "dead-letter"
-            message["summary"] = "A record no consumer could read or apply, as it was received."
-            message["payload"] = {"$ref": SCHEMAS_REF + DEAD_LETTER_SCHEMA}
+            message.pop("correlationId", None)  # the notice carries no correlation_id
+            message["summary"] = (
+                "A record no consumer could read or apply, described without its content."
+            )
+            message["payload"] = {
+                "$ref": SCHEMAS_REF + _add_model_schema(schemas, DeadLetterNotice)
+            }
             message["headers"] = {
                 "type": "object",
                 "properties": {
@@ -222,12 +231,11 @@ def _describe_dead_letters(doc: dict[str, Any]) -> None:
                 },
                 "required": list(DEAD_LETTER_HEADERS),
             }
-            components.setdefault("schemas", {})[DEAD_LETTER_SCHEMA] = {
-                "title": DEAD_LETTER_SCHEMA,
-                "type": "string",
-                "format": "binary",
-                "description": "The original record's value, byte for byte (it may not be "
-                "JSON at all: that can be why it is here).",
+            message["bindings"] = {
+                "kafka": {
+                    "key": {"type": "string", "format": "uuid", "description": "The letter id."},
+                    "bindingVersion": KAFKA_BINDING_VERSION,
+                }
             }
 
 

@@ -2,8 +2,10 @@
 
 For one batch of Kafka records, in ONE database transaction:
 1. parse each record; one that is not a valid message of the expected schema becomes a
-   dead letter (``<topic>.dlq``, headers say why, from where and when), written to the
-   outbox like any event, so it is neither lost nor allowed to block the partition;
+   dead letter: the record as received kept in the service's ``dead_letters`` table, and
+   a notice without its content (why, from where, when) on ``<topic>.dlq`` through the
+   outbox (``shared.dead_letters``), so it is neither lost, nor allowed to block the
+   partition, nor shown to everyone who reads the dead-letter topic;
 2. claim every event id in the inbox; ids already claimed are skipped (redelivery);
 3. hand the fresh events to the service's handler, which loads state, decides, saves,
    and returns the events to publish;
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -38,13 +40,14 @@ import stamina
 import structlog
 from pydantic import ValidationError
 
-from shared import inbox, metrics, outbox
+from shared import dead_letters, inbox, metrics, outbox
 from shared.db import transaction
+from shared.dead_letters import MAX_REASON_LENGTH, DeadLetter
 from shared.events import Event, derive_event_id
 from shared.failures import classify, is_retryable, is_unavailable
 from shared.faults import crash_point
 from shared.outbox import OutboxRecord
-from shared.topics import dead_letter_topic
+from shared.redact import redact
 
 log = structlog.get_logger(__name__)
 
@@ -88,8 +91,6 @@ STALLED_AFTER_ROUNDS = 3
 """Failed rounds of one consumer in a row before it reports itself stalled."""
 ISOLATION_ATTEMPTS = 2
 """Tries of each part while a failed batch is split (the batch had its full share)."""
-MAX_REASON_LENGTH = 1000
-"""A dead letter's reason header is cut to this many characters."""
 
 
 def _describe(error: ValidationError) -> str:
@@ -100,51 +101,20 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def sendable_header_name(name: str) -> str:
-    """A header name any Kafka client can write: one that is not UTF-8 (kept with
-    surrogate escapes, shared.kafka_records) is spelled with backslash escapes."""
-    try:
-        name.encode()
-    except UnicodeEncodeError:
-        raw = name.encode(errors="surrogateescape")
-        return raw.decode(errors="backslashreplace")
-    return name
-
-
-DLQ_HEADER_PREFIX = "dlq."
-
-
-def dead_letter(record: Record, consumer: str, reason: str, topic_prefix: str = "") -> OutboxRecord:
-    """The record as it was (key, value and headers, nulls kept), on the dead-letter
-    topic, with its origin and the reason. The outbox holds topic names without the
-    prefix (the relay adds it). Kafka clients refuse to send a record with neither key
-    nor value, so such a record (a tombstone without a key) keeps its null value and
-    gets an empty key."""
-    headers = [
-        *((sendable_header_name(name), value) for name, value in record.headers),
-        ("dlq.reason", reason[:MAX_REASON_LENGTH].encode(errors="backslashreplace")),
-        ("dlq.consumer", consumer.encode()),
-        ("dlq.origin.topic", record.topic.encode()),
-        ("dlq.origin.partition", str(record.partition).encode()),
-        ("dlq.origin.offset", str(record.offset).encode()),
-        ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
-    ]
-    return OutboxRecord(
-        topic=dead_letter_topic(record.topic.removeprefix(topic_prefix)),
-        key=b"" if record.key is None and record.value is None else record.key,
+def dead_letter(record: Record, consumer: str, reason: str) -> DeadLetter:
+    """The record as it was (key, value and headers, nulls kept), its origin and the
+    reason; the same letter id for every redelivery of the same origin record."""
+    return DeadLetter(
+        letter_id=derive_event_id("dead-letter", record.topic, record.partition, record.offset),
+        consumer=consumer,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
         value=record.value,
-        headers=headers,
-        event_id=derive_event_id("dead-letter", record.topic, record.partition, record.offset),
-    )
-
-
-def without_original_headers(letter: OutboxRecord, why: str) -> OutboxRecord:
-    """The last resort for a dead letter that cannot be written as it is: its own
-    dlq.* headers only, and a note of what was dropped."""
-    kept = [(n, v) for n, v in letter.headers if n.startswith(DLQ_HEADER_PREFIX)]
-    note = f"{len(letter.headers) - len(kept)} original header(s) dropped: {why}"
-    return replace(
-        letter, headers=[*kept, ("dlq.headers_dropped", note[:MAX_REASON_LENGTH].encode())]
+        headers=tuple(record.headers),
+        reason=reason,
+        failed_at=datetime.now(UTC),
     )
 
 
@@ -178,7 +148,7 @@ class ConsumerHealth:
     def failed(self, records: Sequence[Record], error: BaseException) -> None:
         self.failed_rounds += 1
         self.failing_since = self.failing_since or datetime.now(UTC)
-        self.last_error = repr(error)[:MAX_REASON_LENGTH]
+        self.last_error = redact(repr(error))[:MAX_REASON_LENGTH]
         self.batch = describe_batch(records)
         fields = {
             "consumer": self.consumer,
@@ -224,7 +194,7 @@ E = TypeVar("E", bound=Event)
 
 class Parsed(NamedTuple, Generic[E]):
     items: list[tuple[Record, E]]
-    dead: list[OutboxRecord]
+    dead: list[DeadLetter]
     repeats: list[tuple[Record, E]]
 
 
@@ -264,16 +234,16 @@ class BatchConsumer(Generic[E]):
         never handled)."""
         items: dict[Any, tuple[Record, E]] = {}
         repeats: list[tuple[Record, E]] = []
-        dead: list[OutboxRecord] = []
+        dead: list[DeadLetter] = []
         for record in records:
             if not record.value:
                 reason = "null message value" if record.value is None else "empty message value"
-                dead.append(dead_letter(record, self.name, reason, self._topic_prefix))
+                dead.append(dead_letter(record, self.name, reason))
                 continue
             try:
                 event = self._model.model_validate_json(record.value)
             except ValidationError as error:
-                dead.append(dead_letter(record, self.name, _describe(error), self._topic_prefix))
+                dead.append(dead_letter(record, self.name, _describe(error)))
                 continue
             if event.event_id in items:
                 repeats.append((record, event))
@@ -320,7 +290,7 @@ class BatchConsumer(Generic[E]):
         return outcome
 
     async def _isolate(
-        self, items: list[tuple[Record, E]], dead: list[OutboxRecord], error: BaseException
+        self, items: list[tuple[Record, E]], dead: list[DeadLetter], error: BaseException
     ) -> BatchOutcome:
         """The batch failed, and not because the database is away. Apply halves on their
         own down to single messages, and dead-letter the messages that fail alone, so
@@ -359,8 +329,7 @@ class BatchConsumer(Generic[E]):
             else:
                 self._lone_failures = 0
         letters = [
-            dead_letter(record, self.name, f"handler failed: {cause!r}", self._topic_prefix)
-            for record, cause in failed
+            dead_letter(record, self.name, f"handler failed: {cause!r}") for record, cause in failed
         ]
         written = await self._write_dead_letters([*dead, *letters])
         for record, cause in failed:
@@ -368,7 +337,7 @@ class BatchConsumer(Generic[E]):
                 "message dead-lettered",
                 consumer=self.name,
                 origin=f"{record.topic}/{record.partition}/{record.offset}",
-                error=repr(cause),
+                error=redact(repr(cause)),
             )
         return applied + written
 
@@ -386,11 +355,11 @@ class BatchConsumer(Generic[E]):
         if self._lone_failures > LONE_POISON_LIMIT:
             raise error
 
-    async def _write_dead_letters(self, letters: list[OutboxRecord]) -> BatchOutcome:
+    async def _write_dead_letters(self, letters: list[DeadLetter]) -> BatchOutcome:
         """Dead letters must always be writable, or the record behind them would be
-        retried forever: each one that cannot be written as it is goes without the
-        record's original headers. Only when even that fails (or the database is away)
-        does the batch fail."""
+        retried forever: each original that cannot be stored as it is goes without its
+        headers. Only when even that fails (or the database is away) does the batch
+        fail."""
         if not letters:
             return BatchOutcome()
         try:
@@ -408,18 +377,16 @@ class BatchConsumer(Generic[E]):
                 log.error(
                     "dead letter not writable as received; writing it without its headers",
                     consumer=self.name,
-                    topic=letter.topic,
-                    error=repr(error),
+                    origin=letter.origin,
+                    error=redact(repr(error)),
                 )
-                outcome += await self._with_retries(
-                    [], [without_original_headers(letter, repr(error))]
-                )
+                outcome += await self._with_retries([], [letter.without_headers(repr(error))])
         return outcome
 
     async def _with_retries(
         self,
         items: list[tuple[Record, E]],
-        dead: list[OutboxRecord],
+        dead: list[DeadLetter],
         repeats: Sequence[tuple[Record, E]] = (),
         *,
         attempts: int | None = None,
@@ -438,17 +405,19 @@ class BatchConsumer(Generic[E]):
     async def _apply(
         self,
         items: list[tuple[Record, E]],
-        dead: list[OutboxRecord],
+        dead: list[DeadLetter],
         repeats: Sequence[tuple[Record, E]],
     ) -> BatchOutcome:
         entries = [self._entry(record, event) for record, event in [*items, *repeats]]
-        entries += [_letter_entry(letter) for letter in dead if letter.event_id]
+        entries += [inbox.Entry(d.letter_id, inbox.content_hash(d.value), d.origin) for d in dead]
         async with transaction(self._pool) as conn:
             fresh_ids, conflicts = await inbox.claim(conn, self.name, entries)
             fresh = [e for _, e in items if e.event_id in fresh_ids]
-            fresh_dead = [d for d in dead if d.event_id in fresh_ids]
+            fresh_dead = [d for d in dead if d.letter_id in fresh_ids]
             produced = await self._handler(conn, fresh) if fresh else ()
-            await outbox.enqueue(conn, [*fresh_dead, *map(OutboxRecord.of, produced)])
+            await dead_letters.keep(conn, fresh_dead)
+            notices = [d.record(self._topic_prefix) for d in fresh_dead]
+            await outbox.enqueue(conn, [*notices, *map(OutboxRecord.of, produced)])
         self._report_conflicts(conflicts)
         return BatchOutcome(
             handled=len(fresh),
@@ -477,13 +446,3 @@ class BatchConsumer(Generic[E]):
 
 def origin_of(record: Record) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
-
-
-def _letter_entry(letter: OutboxRecord) -> inbox.Entry:
-    headers = {name: value for name, value in letter.headers if name.startswith("dlq.origin.")}
-    origin = "/".join(
-        (headers.get(f"dlq.origin.{part}") or b"").decode()
-        for part in ("topic", "partition", "offset")
-    )
-    assert letter.event_id is not None
-    return inbox.Entry(letter.event_id, inbox.content_hash(letter.value), origin)

@@ -421,9 +421,10 @@ def batch_subscriber(
     broker.publisher(  # documentation only: the relay publishes dead letters
         settings.topic_prefix + dead_letter_topic(topic),
         title=f"{resources.spec.name}.{consumer}.dlq",
-        description=f"Records of {topic} that {resources.spec.name} could not read or apply, "
-        "unchanged, with headers dlq.reason, dlq.consumer, dlq.origin.topic, "
-        "dlq.origin.partition, dlq.origin.offset and dlq.failed_at.",
+        description=f"Notices of records of {topic} that {resources.spec.name} could not "
+        f"read or apply, without their content (kept in {resources.spec.name}.dead_letters), "
+        "with headers dlq.reason (masked), dlq.consumer, dlq.origin.topic, "
+        "dlq.origin.partition, dlq.origin.offset, dlq.failed_at and dlq.letter_id.",
     )
     return broker.subscriber(  # type: ignore[no-any-return]
         # Created before the broker starts (ensure_topics, with our partition count); a

@@ -2,7 +2,7 @@
 Kafka's own console producer: none of them may stall a partition. After them, fresh
 enrolments over HTTP must all reach a policy and an SMS, every consumer group's lag
 must return to 0 (as kafka-consumer-groups reports it), and each bad record must be on
-the dead-letter topic with its reason."""
+the dead-letter topic (a notice with its reason) and in the consumer's dead_letters table."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from devtools.feeder import feed, mismatches
 from devtools.pipeline import Expected, wait_until_delivered
 from devtools.stack import LocalStack
 from services.registration.domain import participant_number
+from shared.dead_letters import DeadLetter, DeadLetterNotice, find
 from shared.topics import DEFAULT_PARTITIONS, WORKER_ENROLLED, dead_letter_topic
 from tests.e2e.kafka_tools import (
     console_produce,
@@ -65,10 +66,27 @@ async def assert_ready(stack: LocalStack) -> None:
 
 async def dead_letters(
     stack: LocalStack, at_least: int
-) -> list[tuple[dict[str, bytes | None], bytes | None]]:
+) -> list[tuple[dict[str, bytes | None], DeadLetterNotice]]:
+    """The notices on the dead-letter topic (headers, and the value read as a notice)."""
     topic = stack.config.topic_prefix + dead_letter_topic(WORKER_ENROLLED)
     records = await read_topic(stack.config.kafka_bootstrap, topic, at_least=at_least, timeout_s=60)
-    return [(dict(r.headers), r.value) for r in records]
+    return [
+        (dict(r.headers), DeadLetterNotice.model_validate_json(r.value or b"")) for r in records
+    ]
+
+
+async def originals(stack: LocalStack) -> list[DeadLetter]:
+    """The records as received, from the dead_letters tables of both consumers."""
+    conn = await asyncpg.connect(stack.config.database_url)
+    try:
+        found = []
+        for schema in ("coverage", "notifications"):
+            await conn.execute(f"SET search_path TO {schema}")
+            ids = [r["letter_id"] for r in await conn.fetch("SELECT letter_id FROM dead_letters")]
+            found += [letter for i in ids if (letter := await find(conn, i)) is not None]
+        return found
+    finally:
+        await conn.close()
 
 
 async def test_a_null_header_value_on_every_partition_stalls_nothing(
@@ -102,11 +120,16 @@ async def test_a_null_header_value_on_every_partition_stalls_nothing(
     assert {h["dlq.origin.partition"] for h, _ in letters} == {
         str(p).encode() for p in range(DEFAULT_PARTITIONS)
     }
-    for headers, value in letters:
-        assert value == b'{"a":1}'
-        assert headers["x"] is None, "the null header value is kept as it was"
+    for headers, notice in letters:
+        assert "x" not in headers, "the record's own headers stay with the original"
         reason = (headers["dlq.reason"] or b"").decode()
         assert "event_id" in reason and "Field required" in reason, reason
+        assert notice.reason == reason and notice.original.header_names == ["x"]
+    kept = await originals(fresh_stack)
+    assert {letter.letter_id for letter in kept} == {n.letter_id for _, n in letters}
+    for letter in kept:
+        assert letter.value == b'{"a":1}'
+        assert list(letter.headers) == [("x", None)], "the null header value is kept as it was"
 
 
 async def test_null_values_and_header_names_that_are_not_utf8_stall_nothing(
@@ -153,13 +176,21 @@ async def test_null_values_and_header_names_that_are_not_utf8_stall_nothing(
     bad_records = 3 + DEFAULT_PARTITIONS
     letters = await dead_letters(fresh_stack, at_least=2 * bad_records)
     assert len(letters) == 2 * bad_records, [h for h, _ in letters]
-    tombstones = [h for h, v in letters if v is None]
-    assert len(tombstones) == 2 * 3, "a tombstone is dead-lettered as one (key: empty)"
-    assert all(h["dlq.reason"] == b"null message value" for h in tombstones)
-    escaped = [h for h, v in letters if v == b'{"a":1}']
+    notices = [n for _, n in letters]
+    assert sum(n.original.value_bytes is None for n in notices) == 2 * 3
+    assert sum(h["dlq.reason"] == b"null message value" for h, _ in letters) == 2 * 3
+    kept = await originals(fresh_stack)
+    assert {letter.letter_id for letter in kept} == {n.letter_id for n in notices}
+    tombstones = [letter for letter in kept if letter.value is None]
+    assert len(tombstones) == 2 * 3, "a tombstone is kept as one"
+    assert all(letter.key is None for letter in tombstones)
+    escaped = [letter for letter in kept if letter.value == b'{"a":1}']
     assert len(escaped) == 2 * DEFAULT_PARTITIONS
-    for headers in escaped:
-        assert headers["\\xff\\xfetrace"] == b"v", "the name is kept, spelled with escapes"
+    for letter in escaped:
+        [(name, value)] = letter.headers
+        assert (name.encode(errors="surrogateescape"), value) == (b"\xff\xfetrace", b"v"), (
+            "the header name is kept byte for byte"
+        )
     async with httpx.AsyncClient(auth=fresh_stack.auth) as client:
         policy = await client.get(f"{config.coverage_url}/v1/workers/{valid.worker_id}/policy")
         assert policy.status_code == 200, policy.text

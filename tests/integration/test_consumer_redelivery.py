@@ -30,6 +30,7 @@ import infra
 from services.coverage.domain import policy_id_for
 from services.registration.domain import participant_number
 from shared import topics
+from shared.dead_letters import DeadLetterNotice
 from shared.events import WorkerEnrolled, derive_event_id
 from shared.faults import CRASH_EXIT_CODE
 from shared.kafka import ensure_topics
@@ -204,6 +205,17 @@ class Env:
             what=f"group {self.group} to commit offset {offset} on partition 0",
         )
 
+    async def originals(self) -> dict[int, bytes | None]:
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT origin_offset, value FROM coverage.dead_letters WHERE consumer = $1",
+                CONSUMER,
+            )
+            return {row["origin_offset"]: row["value"] for row in rows}
+        finally:
+            await conn.close()
+
     async def counts(self) -> dict[str, int]:
         conn = await asyncpg.connect(self.database_url)
         try:
@@ -310,7 +322,14 @@ async def test_poison_messages_are_dead_lettered_and_do_not_block(env: Env) -> N
         assert headers["dlq.reason"], headers
         assert headers["dlq.failed_at"], headers
         by_offset[int(headers["dlq.origin.offset"])] = (message.value, headers["dlq.reason"])
-    assert {offset: value for offset, (value, _) in by_offset.items()} == bad
+        notice = DeadLetterNotice.model_validate_json(message.value)
+        assert message.key == str(notice.letter_id).encode()
+    assert await env.originals() == bad, "the records as received, in coverage's own table"
+    for value, _ in by_offset.values():
+        notice = DeadLetterNotice.model_validate_json(value)
+        assert notice.original.kept_in == "coverage.dead_letters"
+        original = bad[notice.origin.offset]
+        assert notice.original.value_bytes == (None if original is None else len(original))
     assert "json" in by_offset[0][1].lower(), by_offset[0][1]
     assert "worker_id" in by_offset[2][1], by_offset[2][1]
     assert by_offset[3][1] == "null message value"

@@ -65,6 +65,7 @@ async def test_apply_creates_schema_tables_and_records(
         "inbox_conflicts",
         "api_keys",
         "personal_data_access",
+        "dead_letters",
         "things",
         "more_things",
     }

@@ -1,5 +1,5 @@
 """The pure parts of batch consumption (shared.consumer.BatchConsumer.parse and
-dead_letter) and of the outbox (shared.outbox)."""
+dead_letter), of dead letters (shared.dead_letters) and of the outbox (shared.outbox)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.consumer import BatchConsumer, dead_letter, without_original_headers
+from shared.consumer import BatchConsumer, dead_letter
 from shared.db import DatabaseUnavailable
+from shared.dead_letters import DeadLetterNotice
 from shared.events import EnrolmentRequested, WorkerEnrolled, derive_event_id
 from shared.failures import Failure, classify
 from shared.outbox import OutboxRecord, decode_headers, encode_headers
@@ -89,10 +90,16 @@ def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fra
     bad = record(value, offset=41, partition=2, key=b"k-1")
     items, [letter], _ = consumer().parse([bad])
     assert [event for _, event in items] == []
-    assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
     assert letter.value == value, "the value as it was, a null one kept null"
     assert letter.key == b"k-1"
-    headers = list(letter.headers)
+    assert list(letter.headers) == [("correlation_id", b"req-1")], "original headers are kept"
+    assert (letter.topic, letter.partition, letter.offset) == (ENROLMENT_REQUESTED, 2, 41)
+    assert reason_fragment.lower() in letter.reason.lower()
+
+    notice = letter.record()
+    assert notice.topic == f"{ENROLMENT_REQUESTED}.dlq"
+    assert notice.key == str(letter.letter_id).encode()
+    headers = list(notice.headers)
     reason = header(headers, "dlq.reason").decode()
     assert reason
     assert reason_fragment.lower() in reason.lower()
@@ -101,14 +108,22 @@ def test_unreadable_messages_become_dead_letters(value: bytes | None, reason_fra
     assert header(headers, "dlq.origin.partition") == b"2"
     assert header(headers, "dlq.origin.offset") == b"41"
     assert header(headers, "dlq.failed_at")
-    assert ("correlation_id", b"req-1") in headers, "original headers are kept"
+    assert header(headers, "dlq.letter_id") == str(letter.letter_id).encode()
+    assert [name for name, _ in headers if not name.startswith("dlq.")] == [], (
+        "the record's own headers stay with the original"
+    )
+    assert notice.value is not None
+    body = DeadLetterNotice.model_validate_json(notice.value)
+    assert body.original.value_bytes == (None if value is None else len(value))
+    assert body.original.header_names == ["correlation_id"]
+    assert body.original.kept_in == "registration.dead_letters"
 
 
 def test_a_message_of_another_type_is_a_dead_letter() -> None:
     other = SAMPLES[WorkerEnrolled]()
     items, [letter], _ = consumer().parse([record(other.model_dump_json().encode())])
     assert [event for _, event in items] == []
-    reason = header(letter.headers, "dlq.reason").decode()
+    reason = header(letter.record().headers, "dlq.reason").decode()
     assert "event_type" in reason or "Extra inputs" in reason
 
 
@@ -117,7 +132,7 @@ def test_schema_errors_are_described_briefly() -> None:
     for name in ("phone", "gender", "birth_date", "nik", "full_name", "address", "kelurahan"):
         data["worker"][name] = None
     _, [letter], _ = consumer().parse([record(json.dumps(data).encode())])
-    reason = header(letter.headers, "dlq.reason").decode()
+    reason = header(letter.record().headers, "dlq.reason").decode()
     assert "worker." in reason
     assert "more" in reason  # at most five errors spelled out
     assert "\n" not in reason
@@ -126,8 +141,9 @@ def test_schema_errors_are_described_briefly() -> None:
 def test_the_topic_prefix_is_stripped_from_the_dead_letter_topic() -> None:
     bad = record(b"{", topic=PREFIX + ENROLMENT_REQUESTED)
     _, [letter], _ = consumer(PREFIX).parse([bad])
-    assert letter.topic == f"{ENROLMENT_REQUESTED}.dlq"
-    assert header(letter.headers, "dlq.origin.topic") == (PREFIX + ENROLMENT_REQUESTED).encode()
+    notice = letter.record(PREFIX)
+    assert notice.topic == f"{ENROLMENT_REQUESTED}.dlq"
+    assert header(notice.headers, "dlq.origin.topic") == (PREFIX + ENROLMENT_REQUESTED).encode()
 
 
 def test_dead_letter_ids_are_deterministic_per_position() -> None:
@@ -136,9 +152,9 @@ def test_dead_letter_ids_are_deterministic_per_position() -> None:
     _, [again], _ = consumer().parse([record(b"also bad", offset=7, partition=3)])
     _, [elsewhere], _ = consumer().parse([record(b"{", offset=8, partition=3)])
     _, [other_partition], _ = consumer().parse([record(b"{", offset=7, partition=4)])
-    assert first.event_id == again.event_id
-    assert first.event_id == derive_event_id("dead-letter", ENROLMENT_REQUESTED, 3, 7)
-    assert len({first.event_id, elsewhere.event_id, other_partition.event_id}) == 3
+    assert first.letter_id == again.letter_id == first.record().event_id
+    assert first.letter_id == derive_event_id("dead-letter", ENROLMENT_REQUESTED, 3, 7)
+    assert len({first.letter_id, elsewhere.letter_id, other_partition.letter_id}) == 3
 
 
 def test_duplicates_within_a_batch_are_kept_once() -> None:
@@ -157,19 +173,46 @@ def test_good_and_bad_messages_in_one_batch() -> None:
         [record(b"", 0), record(wire(good), 1), record(b"{", 2), record(None, 3)]
     )
     assert [event for _, event in items] == [good]
-    assert [header(d.headers, "dlq.origin.offset") for d in dead] == [b"0", b"2", b"3"]
-    assert len({d.event_id for d in dead}) == 3
+    assert [d.offset for d in dead] == [0, 2, 3]
+    assert len({d.letter_id for d in dead}) == 3
 
 
-def test_dead_letter_keeps_a_missing_key() -> None:
+def test_dead_letter_keeps_a_missing_key_and_the_notice_is_keyed_by_its_id() -> None:
     letter = dead_letter(record(b"{", key=None, headers=()), CONSUMER, "why")
     assert letter.key is None
-    assert header(letter.headers, "dlq.reason") == b"why"
+    notice = letter.record()
+    assert notice.key == str(letter.letter_id).encode()
+    assert header(notice.headers, "dlq.reason") == b"why"
 
 
-def test_a_tombstone_without_a_key_gets_an_empty_key_kafka_clients_can_send() -> None:
+def test_a_tombstone_without_a_key_makes_a_notice_kafka_clients_can_send() -> None:
     letter = dead_letter(record(None, key=None, headers=()), CONSUMER, "why")
-    assert (letter.key, letter.value) == (b"", None)
+    assert (letter.key, letter.value) == (None, None)
+    notice = letter.record()
+    assert notice.key and notice.value
+
+
+def test_the_notice_shows_no_personal_data_of_the_record_nor_of_the_reason() -> None:
+    """An unreadable EnrolmentRequested carries a full NIK, phone and email; the
+    handler's error may quote them. The notice names neither."""
+    data = json.loads(wire(enrolment_requested()))
+    data["worker"]["birth_date"] = "not a date"
+    nik, phone = data["worker"]["nik"], data["worker"]["phone"]
+    email = "budi.santoso@example.com"
+    data["worker"]["email"] = email
+    value = json.dumps(data).encode()
+    reason = f"handler failed: DataError('value {nik} / {phone} / {email} rejected')"
+    letter = dead_letter(
+        record(value, key=nik.encode(), headers=[("x-nik", nik.encode())]), CONSUMER, reason
+    )
+    notice = letter.record()
+    shown = b" ".join(
+        [notice.key or b"", notice.value or b""] + [v or b"" for _, v in notice.headers]
+    )
+    for secret in (nik, phone, phone[1:], email, "budi.santoso"):
+        assert secret.encode() not in shown, secret
+    assert letter.value == value and letter.reason == reason, "the original keeps everything"
+    assert b"*" in shown and nik[-3:].encode() in shown, "masked, not removed"
 
 
 # --- outbox ------------------------------------------------------------------------
@@ -224,38 +267,43 @@ def test_headers_round_trip_property(headers: list[tuple[str, bytes | None]]) ->
 def test_any_record_aiokafka_hands_over_makes_a_sendable_dead_letter(
     headers: list[tuple[str, bytes | None]],
 ) -> None:
-    """Whatever the headers, the dead letter survives the outbox and every header name
-    can be encoded by a Kafka client (aiokafka encodes names as strict UTF-8)."""
+    """Whatever the headers, the original survives storage (as the outbox encodes
+    headers) and the notice's headers can be encoded by a Kafka client (aiokafka
+    encodes names as strict UTF-8)."""
     letter = dead_letter(record(b"{", key=None, headers=headers), CONSUMER, "why")
-    assert decode_headers(encode_headers(letter.headers)) == list(letter.headers)
-    for name, _ in letter.headers:
+    assert decode_headers(encode_headers(letter.headers)) == headers
+    notice = letter.record()
+    for name, _ in notice.headers:
         name.encode()
-    assert [value for _, value in letter.headers][: len(headers)] == [v for _, v in headers]
+    assert notice.value is not None
+    names = DeadLetterNotice.model_validate_json(notice.value).original.header_names
+    assert len(names) == len(headers)
 
 
-def test_a_null_header_value_stays_null_in_the_dead_letter() -> None:
+def test_a_null_header_value_stays_null_in_the_original() -> None:
     letter = dead_letter(record(b'{"a":1}', headers=[("x", None)]), CONSUMER, "why")
     assert ("x", None) in letter.headers
     assert ("x", None) in decode_headers(encode_headers(letter.headers))
 
 
-def test_a_header_name_that_is_not_utf8_is_spelled_with_escapes() -> None:
+def test_a_header_name_that_is_not_utf8_is_kept_exact_and_shown_readable() -> None:
     name = b"\xff\xfeid".decode(errors="surrogateescape")
     letter = dead_letter(record(b"{", headers=[(name, b"v")]), CONSUMER, "why")
-    assert ("\\xff\\xfeid", b"v") in letter.headers
+    assert (name, b"v") in decode_headers(encode_headers(letter.headers))
+    assert letter.record().value is not None
+    assert b"id" in (letter.record().value or b"")
 
 
-def test_a_dead_letter_without_its_original_headers_keeps_its_own() -> None:
+def test_an_original_without_its_headers_says_so() -> None:
     letter = dead_letter(record(b"{", headers=[("a", b"1"), ("b", None)]), CONSUMER, "why")
-    stripped = without_original_headers(letter, "ValueError('boom')")
-    names = [name for name, _ in stripped.headers]
-    assert "a" not in names and "b" not in names
-    assert header(stripped.headers, "dlq.reason") == b"why"
-    assert b"2 original header(s) dropped" in header(stripped.headers, "dlq.headers_dropped")
-    assert (stripped.value, stripped.key, stripped.event_id) == (
+    stripped = letter.without_headers("ValueError('boom')")
+    assert stripped.headers == ()
+    assert stripped.reason.startswith("why")
+    assert "2 original header(s) not kept" in stripped.reason
+    assert (stripped.value, stripped.key, stripped.letter_id) == (
         letter.value,
         letter.key,
-        letter.event_id,
+        letter.letter_id,
     )
 
 
@@ -286,6 +334,8 @@ def test_failures_are_classified(error: BaseException, failure: Failure) -> None
 def test_dead_letter_headers_survive_the_outbox_encoding() -> None:
     _, [letter], _ = consumer().parse([record(b"\x00", offset=1)])
     assert decode_headers(encode_headers(letter.headers)) == list(letter.headers)
+    notice = letter.record()
+    assert decode_headers(encode_headers(notice.headers)) == list(notice.headers)
 
 
 def test_header_names_with_nul_round_trip_through_the_outbox_encoding() -> None:
