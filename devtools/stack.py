@@ -120,12 +120,22 @@ class StackConfig:
     def smtp_http_url(self) -> str:
         return self.url(self.smtp_http_port)
 
+    def job_env(self, service: str) -> dict[str, str]:
+        """The environment of a service's jobs (``migrate``, ``keys``): they act as the
+        schema's owner, and grant the runtime role its rights."""
+        return {
+            **self.service_env(service, 0),
+            "PERISAI_MIGRATION_DATABASE_URL": self.database_url,
+            "PERISAI_MIGRATE_ON_START": "true",
+        }
+
     def service_env(self, service: str, port: int) -> dict[str, str]:
-        """A service's environment: it migrates as the database's owner and runs as
-        its own runtime role, which can reach its own schema only."""
+        """A running service's environment: its own runtime role, which can reach its
+        own schema only and may not migrate it (a job did, see job_env), and no
+        owner's URL at all."""
         return {
             "PERISAI_DATABASE_URL": infra.runtime_dsn(self.database_url, service),
-            "PERISAI_MIGRATION_DATABASE_URL": self.database_url,
+            "PERISAI_MIGRATE_ON_START": "false",
             "PERISAI_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "PERISAI_TOPIC_PREFIX": self.topic_prefix,
             "PERISAI_HTTP_HOST": self.host,
@@ -268,23 +278,28 @@ class LocalStack:
     def __getitem__(self, name: str) -> ManagedProcess:
         return self.processes[name]
 
-    async def make_key(self, service: str, name: str, scopes: str) -> str:
-        """A new API key of ``service``, made with its own command, as an operator would."""
-        port = {
-            "registration": self.config.registration_port,
-            "coverage": self.config.coverage_port,
-            "notifications": self.config.notifications_port,
-        }[service]
+    async def _job(self, service: str, *args: str) -> bytes:
+        """Run one of ``service``'s jobs (``python -m services.<service> ...``) as an
+        operator would; its standard output."""
         command = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", f"services.{service}", "keys", "create",
-            "--name", name, "--scope", scopes,
-            env={**os.environ, **self.config.service_env(service, port)},
+            sys.executable, "-m", f"services.{service}", *args,
+            env={**os.environ, **self.config.job_env(service)},
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await command.communicate()
         if command.returncode != 0:
-            raise StackError(f"cannot make an API key of {service}: {err.decode()[-500:]}")
+            raise StackError(f"{service} {' '.join(args[:2])} failed: {err.decode()[-500:]}")
+        return out
+
+    async def migrate(self) -> None:
+        """Each service's migration job, as the schema's owner, before the services
+        start (they only check that they are migrated)."""
+        await asyncio.gather(*(self._job(service, "migrate") for service in SERVICES))
+
+    async def make_key(self, service: str, name: str, scopes: str) -> str:
+        """A new API key of ``service``, made with its own command, as an operator would."""
+        out = await self._job(service, "keys", "create", "--name", name, "--scope", scopes)
         key: str = json.loads(out)["key"]
         return key
 
@@ -311,6 +326,7 @@ class LocalStack:
         return {"Authorization": f"Bearer {self.keys[service]}"}
 
     async def start(self, timeout_s: float = 60.0) -> None:
+        await self.migrate()
         if not self.keys:
             await self._make_keys()
         for process in self.processes.values():

@@ -97,6 +97,26 @@ def discover(source: str, folder: Path) -> list[Migration]:
     return [Migration(f"{source}/{p.name}", p.read_text()) for p in files]
 
 
+async def pending_migrations(conn: asyncpg.Connection, schema: str, folder: Path) -> list[str]:
+    """The migrations this code has that the schema lacks, read without changing
+    anything (what a runtime role may do). MigrationError for one applied and edited
+    since."""
+    if not _SCHEMA.match(schema):
+        raise MigrationError(f"not a plain schema name: {schema!r}")
+    migrations = discover("shared", SHARED_MIGRATIONS) + discover(schema, folder)
+    try:
+        rows = await conn.fetch(f"SELECT name, checksum FROM {schema}.schema_migrations")
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return [migration.name for migration in migrations]
+    applied = {row["name"]: row["checksum"] for row in rows}
+    for migration in migrations:
+        if migration.name in applied and applied[migration.name] != migration.checksum:
+            raise MigrationError(
+                f"{migration.name} changed after it was applied; add a new migration instead"
+            )
+    return [migration.name for migration in migrations if migration.name not in applied]
+
+
 async def apply_migrations(conn: asyncpg.Connection, schema: str, folder: Path) -> list[str]:
     """Apply the shared and the service's pending migrations; return the names applied."""
     if not _SCHEMA.match(schema):

@@ -40,7 +40,12 @@ from shared.guard import document_security, install_guard, requires
 from shared.http import document_models, install_problem_handlers
 from shared.kafka import ensure_topics, new_producer, topics_of
 from shared.logs import configure_logging
-from shared.migrations import MigrationError, apply_migrations, grant_runtime
+from shared.migrations import (
+    MigrationError,
+    apply_migrations,
+    grant_runtime,
+    pending_migrations,
+)
 from shared.rate_limit import RateLimiter
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
@@ -90,8 +95,12 @@ async def open_database(
     """A pool on the service's schema, migrated. What a service's commands need; they
     write events to the outbox, which the running service's relay publishes. With a
     migration_database_url the schema's owner migrates and grants the runtime role
-    (database_url's user) what it may do; the pool is the runtime role's."""
-    await migrate(spec, settings)
+    (database_url's user) what it may do; the pool is the runtime role's. Without
+    migrate_on_start the schema must have been migrated by a separate job."""
+    if settings.migrate_on_start:
+        await migrate(spec, settings)
+    else:
+        await check_migrated(spec, settings)
     pool = await create_pool(
         settings.database_url.get_secret_value(),
         spec.name,
@@ -105,6 +114,40 @@ async def open_database(
         await pool.close()
 
 
+async def _connect(dsn: str, settings: ServiceSettings, purpose: str = "") -> asyncpg.Connection:
+    """One connection of its own (StartupError, one line, when PostgreSQL refuses)."""
+    try:
+        return await asyncpg.connect(
+            dsn, timeout=settings.startup_timeout_s, server_settings={"timezone": "UTC"}
+        )
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
+        reason = str(error) or type(error).__name__
+        raise StartupError(
+            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}{purpose}: {reason}"
+        ) from None
+
+
+async def check_migrated(spec: ServiceSpec, settings: ServiceSettings) -> None:
+    """StartupError unless the schema has every migration this code has (read as the
+    runtime role, which may not migrate)."""
+    conn = await _connect(settings.database_url.get_secret_value(), settings)
+    try:
+        pending = await pending_migrations(conn, spec.name, spec.migrations)
+    except (MigrationError, asyncpg.PostgresError) as error:
+        raise StartupError(f"cannot check the migrations of schema {spec.name}: {error}") from None
+    finally:
+        await conn.close()
+    if pending:
+        shown = ", ".join(pending[:3]) + (
+            f" and {len(pending) - 3} more" if len(pending) > 3 else ""
+        )
+        raise StartupError(
+            f"schema {spec.name} lacks {len(pending)} migration(s) ({shown}); run "
+            f"`python -m services.{spec.name} migrate` (with PERISAI_MIGRATION_DATABASE_URL, "
+            "as the schema's owner) before starting the service"
+        )
+
+
 async def migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:
     """Apply the schema's migrations on a connection of its own, closed after: as the
     schema's owner when migration_database_url is set (then grant the runtime role,
@@ -112,16 +155,7 @@ async def migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:
     owner = settings.migration_database_url
     dsn = (owner or settings.database_url).get_secret_value()
     runtime_role = urlsplit(settings.database_url.get_secret_value()).username
-    try:
-        conn = await asyncpg.connect(
-            dsn, timeout=settings.startup_timeout_s, server_settings={"timezone": "UTC"}
-        )
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as error:
-        reason = str(error) or type(error).__name__
-        purpose = " to migrate" if owner else ""
-        raise StartupError(
-            f"cannot connect to PostgreSQL at {describe_dsn(dsn)}{purpose}: {reason}"
-        ) from None
+    conn = await _connect(dsn, settings, " to migrate" if owner else "")
     try:
         try:
             applied = await apply_migrations(conn, spec.name, spec.migrations)
@@ -340,8 +374,8 @@ async def _serve(spec: ServiceSpec, settings: ServiceSettings, build_app: AppFac
 
 
 async def _migrate(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    async with open_resources(spec, settings):
-        pass
+    """The migration job: PostgreSQL only (Kafka need not be reachable)."""
+    await migrate(spec, settings)
 
 
 def main(

@@ -63,6 +63,13 @@ class ServiceSettings(BaseSettings):
         "runtime role, database_url's user). Unset: database_url's user migrates and "
         "owns the schema (one role).",
     )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="Apply pending migrations at start. False: a separate job "
+        "(python -m services.<name> migrate) applies them, and the service only checks, "
+        "as its runtime role, that none is pending; then it needs no "
+        "migration_database_url.",
+    )
     topic_prefix: str = Field(
         default="",
         pattern=r"^[A-Za-z0-9._-]*$",

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -123,3 +124,19 @@ async def test_enrolment_from_the_upstream_topic_ends_in_an_sms(local_stack: Loc
     async with httpx.AsyncClient(auth=local_stack.auth) as client:
         [sms] = await eventually(lambda: sms_to(client, local_stack, phone_e164), "SMS sent")
     assert "Budi" in sms["text"]
+
+
+def test_the_running_services_hold_no_owners_url(local_stack: LocalStack) -> None:
+    """The stack migrates with separate jobs, as the schema's owner; the service
+    processes get their runtime role's URL only (read from the kernel, as an attacker
+    on the host would)."""
+    owner = local_stack.config.database_url
+    for name in ("registration", "coverage", "notifications"):
+        process = local_stack[name].process
+        assert process is not None
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+        variables = dict(item.decode().partition("=")[::2] for item in environ if item)
+        assert "PERISAI_MIGRATION_DATABASE_URL" not in variables, name
+        assert owner not in variables.values(), name
+        assert variables["PERISAI_DATABASE_URL"].startswith(f"postgresql://perisai_{name}:")
+        assert variables["PERISAI_MIGRATE_ON_START"] == "false"
