@@ -24,6 +24,7 @@ from devtools.serving import free_port
 
 SERVICES = ("registration", "coverage", "notifications")
 ALL_SCOPES = "enrol,read,admin,finance,ops"
+JOB_TIMEOUT_S = 120
 
 
 class KeyAuth(httpx.Auth):
@@ -287,7 +288,13 @@ class LocalStack:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
-        out, err = await command.communicate()
+        try:
+            out, err = await asyncio.wait_for(command.communicate(), JOB_TIMEOUT_S)
+        except TimeoutError:
+            command.kill()
+            raise StackError(
+                f"{service} {' '.join(args[:2])} took over {JOB_TIMEOUT_S} s"
+            ) from None
         if command.returncode != 0:
             raise StackError(f"{service} {' '.join(args[:2])} failed: {err.decode()[-500:]}")
         return out

@@ -18,7 +18,7 @@ import secrets
 import ssl
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import certs
@@ -55,7 +55,7 @@ class SecureBroker:
     bootstrap: str
     folder: Path
     ca_file: Path
-    passwords: Mapping[str, str]
+    passwords: Mapping[str, str] = field(repr=False)
     pid: int
     client_cert: certs.Certificate
     """Signed by the same authority, for clients that present a certificate."""

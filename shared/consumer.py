@@ -43,11 +43,11 @@ from pydantic import ValidationError
 from shared import dead_letters, inbox, metrics, outbox
 from shared.db import transaction
 from shared.dead_letters import MAX_REASON_LENGTH, DeadLetter
+from shared.error_text import describe, describe_validation
 from shared.events import Event, derive_event_id
 from shared.failures import classify, is_retryable, is_unavailable
 from shared.faults import crash_point
 from shared.outbox import OutboxRecord
-from shared.redact import redact
 
 log = structlog.get_logger(__name__)
 
@@ -93,19 +93,16 @@ ISOLATION_ATTEMPTS = 2
 """Tries of each part while a failed batch is split (the batch had its full share)."""
 
 
-def _describe(error: ValidationError) -> str:
-    parts = [
-        f"{'.'.join(map(str, e['loc'])) or '<message>'}: {e['msg']}" for e in error.errors()[:5]
-    ]
-    more = error.error_count() - len(parts)
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
-
-
-def dead_letter(record: Record, consumer: str, reason: str) -> DeadLetter:
+def dead_letter(
+    record: Record, consumer: str, reason: str, shown_reason: str | None = None
+) -> DeadLetter:
     """The record as it was (key, value and headers, nulls kept), its origin and the
-    reason; the same letter id for every redelivery of the same origin record."""
+    reason (``shown_reason``, when given, is what the notice may show of it); the same
+    letter id for every redelivery of the same origin record to the same consumer."""
     return DeadLetter(
-        letter_id=derive_event_id("dead-letter", record.topic, record.partition, record.offset),
+        letter_id=derive_event_id(
+            "dead-letter", consumer, record.topic, record.partition, record.offset
+        ),
         consumer=consumer,
         topic=record.topic,
         partition=record.partition,
@@ -114,6 +111,7 @@ def dead_letter(record: Record, consumer: str, reason: str) -> DeadLetter:
         value=record.value,
         headers=tuple(record.headers),
         reason=reason,
+        shown_reason=reason if shown_reason is None else shown_reason,
         failed_at=datetime.now(UTC),
     )
 
@@ -148,7 +146,7 @@ class ConsumerHealth:
     def failed(self, records: Sequence[Record], error: BaseException) -> None:
         self.failed_rounds += 1
         self.failing_since = self.failing_since or datetime.now(UTC)
-        self.last_error = redact(repr(error))[:MAX_REASON_LENGTH]
+        self.last_error = describe(error)[:MAX_REASON_LENGTH]
         self.batch = describe_batch(records)
         fields = {
             "consumer": self.consumer,
@@ -243,7 +241,7 @@ class BatchConsumer(Generic[E]):
             try:
                 event = self._model.model_validate_json(record.value)
             except ValidationError as error:
-                dead.append(dead_letter(record, self.name, _describe(error)))
+                dead.append(dead_letter(record, self.name, describe_validation(error)))
                 continue
             if event.event_id in items:
                 repeats.append((record, event))
@@ -329,7 +327,13 @@ class BatchConsumer(Generic[E]):
             else:
                 self._lone_failures = 0
         letters = [
-            dead_letter(record, self.name, f"handler failed: {cause!r}") for record, cause in failed
+            dead_letter(
+                record,
+                self.name,
+                f"handler failed: {cause!r}",
+                f"handler failed: {describe(cause)}",
+            )
+            for record, cause in failed
         ]
         written = await self._write_dead_letters([*dead, *letters])
         for record, cause in failed:
@@ -337,7 +341,7 @@ class BatchConsumer(Generic[E]):
                 "message dead-lettered",
                 consumer=self.name,
                 origin=f"{record.topic}/{record.partition}/{record.offset}",
-                error=redact(repr(cause)),
+                error=describe(cause),
             )
         return applied + written
 
@@ -378,7 +382,7 @@ class BatchConsumer(Generic[E]):
                     "dead letter not writable as received; writing it without its headers",
                     consumer=self.name,
                     origin=letter.origin,
-                    error=redact(repr(error)),
+                    error=describe(error),
                 )
                 outcome += await self._with_retries([], [letter.without_headers(repr(error))])
         return outcome

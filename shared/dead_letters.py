@@ -5,13 +5,12 @@ and a phone number (an unreadable ``EnrolmentRequested`` does). The record as it
 received (key, value, headers, byte for byte) is kept in the consuming service's own
 ``dead_letters`` table, which only that service's roles can read; the dead-letter topic,
 which every operator reads, gets a notice: where the record came from, why it failed
-(masked), its size and digest, and the letter id that finds the original. Both are
+(masked), its size, and the letter id that finds the original. Both are
 written in the consumer's transaction, so neither exists without the other.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -40,7 +39,8 @@ class DeadLetterOrigin(BaseModel):
 
 
 class OriginalRecord(BaseModel):
-    """What can be said of the original without showing it."""
+    """What can be said of the original without showing it. (No digest of the value: a
+    short value, a bare NIK say, could be found again from its hash.)"""
 
     model_config = ConfigDict(frozen=True)
 
@@ -50,9 +50,6 @@ class OriginalRecord(BaseModel):
     )
     key_bytes: int | None = Field(description="Length of its key; null for a null key.")
     value_bytes: int | None = Field(description="Length of its value; null for a null value.")
-    value_sha256: str | None = Field(
-        description="SHA-256 of its value (hex), to match a record an upstream sent."
-    )
     header_names: list[str] = Field(description="Names of its headers, masked.")
 
 
@@ -67,7 +64,7 @@ class DeadLetterNotice(BaseModel):
     )
     letter_id: UUID = Field(
         description="The dead letter's id (also the record key): the same for every "
-        "redelivery of the same origin record."
+        "redelivery of the same origin record to the same consumer."
     )
     consumer: str = Field(description="The consumer that gave up: <service>.<consumer>.")
     reason: str = Field(
@@ -77,7 +74,7 @@ class DeadLetterNotice(BaseModel):
     origin: DeadLetterOrigin = Field(description="Where the record was read.")
     failed_at: datetime = Field(description="When it was dead-lettered (UTC).")
     original: OriginalRecord = Field(
-        description="The record's size, digest and header names; the record itself stays "
+        description="The record's sizes and header names; the record itself stays "
         "in the consuming service's dead_letters table."
     )
 
@@ -95,6 +92,9 @@ class DeadLetter:
     value: bytes | None
     headers: Headers
     reason: str
+    """Why, in full (it may quote the record): kept with the original only."""
+    shown_reason: str
+    """What the notice may show of the reason (it is masked again on the way out)."""
     failed_at: datetime
 
     @property
@@ -106,7 +106,7 @@ class DeadLetter:
         return self.consumer.partition(".")[0]
 
     def masked_reason(self) -> str:
-        return redact(_storable(self.reason))[:MAX_REASON_LENGTH]
+        return redact(_storable(self.shown_reason))[:MAX_REASON_LENGTH]
 
     def notice(self) -> DeadLetterNotice:
         return DeadLetterNotice(
@@ -119,7 +119,6 @@ class DeadLetter:
                 kept_in=f"{self.service}.dead_letters",
                 key_bytes=None if self.key is None else len(self.key),
                 value_bytes=None if self.value is None else len(self.value),
-                value_sha256=None if self.value is None else hashlib.sha256(self.value).hexdigest(),
                 header_names=[
                     redact(name.encode(errors="surrogateescape").decode(errors="replace"))
                     for name, _ in self.headers
@@ -152,7 +151,10 @@ class DeadLetter:
     def without_headers(self, why: str) -> DeadLetter:
         """The last resort for an original that cannot be stored as it is."""
         note = f"; {len(self.headers)} original header(s) not kept: {why}"
-        return replace(self, headers=(), reason=(self.reason + note))
+        shown = f"; {len(self.headers)} original header(s) not kept"
+        return replace(
+            self, headers=(), reason=self.reason + note, shown_reason=self.shown_reason + shown
+        )
 
 
 async def keep(conn: asyncpg.Connection, letters: Sequence[DeadLetter]) -> None:
@@ -204,5 +206,6 @@ async def find(conn: asyncpg.Connection, letter_id: UUID) -> DeadLetter | None:
         value=row["value"],
         headers=decode_headers(row["headers"]),
         reason=row["reason"],
+        shown_reason=row["reason"],
         failed_at=row["failed_at"],
     )

@@ -42,8 +42,8 @@ class BrokerTopics:
 def topics_of(broker: KafkaBroker) -> BrokerTopics:
     subscribers = [s for s in broker.subscribers if isinstance(s, LogicSubscriber)]
     publishers = [p for p in broker.publishers if isinstance(p, LogicPublisher)]
-    assert len(subscribers) == len(broker.subscribers), "a subscriber that is not Kafka's"
-    assert len(publishers) == len(broker.publishers), "a publisher that is not Kafka's"
+    if len(subscribers) != len(broker.subscribers) or len(publishers) != len(broker.publishers):
+        raise TypeError("a subscriber or publisher that is not FastStream's Kafka one")
     reads = {name for sub in subscribers for name in sub.topic_names}
     groups = {sub.group_id for sub in subscribers if sub.group_id}
     writes = {pub.topic for pub in publishers}

@@ -1,10 +1,11 @@
 """The Kafka topics and ACLs of a secured cluster, derived from the services' brokers
 (the same source as the AsyncAPI documents): each service's user may read the topics
 it consumes, with its own consumer groups, and write the topics it produces. Nothing
-else: no topic creation, no other service's topics or groups.
+else: no topic creation, no other service's topics or groups. (Idempotent producers
+need no cluster right from Kafka 2.8 on, KIP-679: Write on a topic is enough.)
 
     python -m shared.kafka_acls [--topic-prefix P] [--principal SERVICE=User:NAME ...]
-        [--bootstrap-server HOST:PORT] [--command-config FILE]
+        [--replication-factor N] [--bootstrap-server HOST:PORT] [--command-config FILE]
 
 prints the ``kafka-topics.sh`` and ``kafka-acls.sh`` commands (Kafka's own tools) an
 operator runs once, as a cluster administrator, before the services start.
@@ -70,7 +71,8 @@ def service_acls(
         _, broker = build_broker(service)
         topics = topics_of(broker)
         group_prefix = f"{service.name}."
-        assert all(group.startswith(group_prefix) for group in topics.groups), topics.groups
+        if strays := [group for group in topics.groups if not group.startswith(group_prefix)]:
+            raise ValueError(f"consumer groups of {service.name} outside {group_prefix}*: {strays}")
         result.append(
             ServiceAcls(
                 service=service.name,
@@ -112,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SERVICE=User:NAME",
         help="a service's Kafka principal (default User:perisai-SERVICE)",
     )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        help="of the topics (default: the cluster's default.replication.factor)",
+    )
     parser.add_argument("--bootstrap-server", default="BROKER:9093")
     parser.add_argument(
         "--command-config",
@@ -124,9 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--bootstrap-server", args.bootstrap_server, "--command-config", args.command_config,
     ]  # fmt: skip
     lines = ["# Topics (partitions: consumers of one group that can work in parallel)"]
+    replication = (
+        ["--replication-factor", str(args.replication_factor)] if args.replication_factor else []
+    )
     lines += [
         shlex.join(["kafka-topics.sh", *connection, "--create", "--if-not-exists",
-                    "--topic", topic, "--partitions", str(DEFAULT_PARTITIONS)])
+                    "--topic", topic, "--partitions", str(DEFAULT_PARTITIONS), *replication])
         for topic in all_topics(acls)
     ]  # fmt: skip
     for entry in acls:

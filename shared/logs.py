@@ -7,6 +7,8 @@ import sys
 
 import structlog
 
+from shared.error_text import describe
+
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     shared_processors: list[structlog.types.Processor] = [
@@ -41,3 +43,21 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("aiokafka", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class ShownErrorsOnly(logging.Filter):
+    """For a library's logger that logs exceptions with their text and traceback
+    (FastStream logs a failed batch so): the line keeps the error's kind and what may
+    be shown of it (shared.error_text), not the traceback, whose text can quote the
+    records' data. Our consumer logs the failure itself, with the batch it was."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = describe(record.exc_info[1])
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+SHOWN_ERRORS_ONLY = ShownErrorsOnly()

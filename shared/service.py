@@ -39,7 +39,7 @@ from shared.events import Event
 from shared.guard import document_security, install_guard, requires
 from shared.http import document_models, install_problem_handlers
 from shared.kafka import ensure_topics, new_producer, topics_of
-from shared.logs import configure_logging
+from shared.logs import SHOWN_ERRORS_ONLY, configure_logging
 from shared.migrations import (
     MigrationError,
     apply_migrations,
@@ -133,8 +133,14 @@ async def check_migrated(spec: ServiceSpec, settings: ServiceSettings) -> None:
     conn = await _connect(settings.database_url.get_secret_value(), settings)
     try:
         pending = await pending_migrations(conn, spec.name, spec.migrations)
-    except (MigrationError, asyncpg.PostgresError) as error:
-        raise StartupError(f"cannot check the migrations of schema {spec.name}: {error}") from None
+    except asyncpg.InsufficientPrivilegeError as error:
+        raise StartupError(
+            f"cannot check the migrations of schema {spec.name}: {error}; the migrate job "
+            "(run with PERISAI_MIGRATION_DATABASE_URL) grants the runtime role its rights"
+        ) from None
+    except (MigrationError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+        reason = str(error) or type(error).__name__
+        raise StartupError(f"cannot check the migrations of schema {spec.name}: {reason}") from None
     finally:
         await conn.close()
     if pending:
@@ -195,6 +201,8 @@ async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncI
 
 def new_broker(settings: ServiceSettings, spec: ServiceSpec) -> KafkaBroker:
     kafka_records.install()  # a record aiokafka cannot decode must not stall a partition
+    logger = logging.getLogger(f"perisai.{spec.name}.broker")
+    logger.addFilter(SHOWN_ERRORS_ONLY)  # once: the same filter object is not added twice
     return KafkaBroker(
         settings.kafka_bootstrap,
         client_id=f"perisai-{spec.name}",
@@ -202,7 +210,7 @@ def new_broker(settings: ServiceSettings, spec: ServiceSpec) -> KafkaBroker:
         enable_idempotence=True,
         # Under our root logger (JSON lines), not FastStream's own coloured handler;
         # per-batch "Received"/"Processed" lines only at DEBUG.
-        logger=logging.getLogger(f"perisai.{spec.name}.broker"),
+        logger=logger,
         log_level=logging.DEBUG,
     )
 

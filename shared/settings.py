@@ -142,6 +142,15 @@ class ServiceSettings(BaseSettings):
             raise ValueError("PERISAI_KAFKA_CERT_FILE and PERISAI_KAFKA_KEY_FILE go together")
         return self
 
+    @model_validator(mode="after")
+    def _owner_url_only_to_migrate(self) -> Self:
+        if not self.migrate_on_start and self.migration_database_url is not None:
+            raise ValueError(
+                "PERISAI_MIGRATE_ON_START=false: the service does not migrate, so it must not "
+                "hold PERISAI_MIGRATION_DATABASE_URL (give it to the migrate job only)"
+            )
+        return self
+
     def kafka_security(self) -> KafkaSecurity:
         """How this service's Kafka clients connect (StartupError: a TLS file is unreadable)."""
         return security_from(

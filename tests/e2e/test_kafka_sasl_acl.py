@@ -197,9 +197,12 @@ async def test_wrong_password_plaintext_and_an_untrusted_certificate_are_refused
         await ensure_topics(lane.bootstrap, [], security=system_trust, wait_s=10)
 
 
-async def test_a_client_certificate_is_presented_when_configured(
+async def test_a_client_certificate_in_the_settings_is_accepted_by_the_broker(
     lane: SecureBroker, acls: dict[str, ServiceAcls]
 ) -> None:
+    """The lane's broker requests a certificate but does not require one, so this shows
+    the settings work together; tests/integration/test_kafka_tls_context.py shows the
+    certificate is presented, against a server that requires it."""
     name = user("registration")
     with_certificate = security_from(
         "SASL_SSL",

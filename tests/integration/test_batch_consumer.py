@@ -11,6 +11,7 @@ import uuid
 
 import asyncpg
 import pytest
+from pydantic import TypeAdapter
 
 from shared.consumer import LONE_POISON_LIMIT, LONE_RECORD_ROUNDS, BatchConsumer
 from shared.events import EnrolmentRequested, Event
@@ -184,3 +185,44 @@ async def test_a_dead_letter_that_cannot_be_stored_as_received_goes_without_its_
     notice = await shared_schema_pool.fetchrow("SELECT value, headers::text AS h FROM outbox")
     assert notice is not None
     assert dict(decode_headers(notice["h"]))["dlq.origin.offset"] == str(unreadable.offset).encode()
+
+
+async def fake_handler_quoting_the_worker(
+    conn: asyncpg.Connection, batch: list[EnrolmentRequested]
+) -> list[Event]:
+    """Fake failure that quotes the record, as pydantic does when a handler validates
+    its values: the error's text holds the name, the address, the birth date, the NIK."""
+    for event in batch:
+        if event.request_id.startswith("poison"):
+            worker = event.worker
+            TypeAdapter(dict[str, int]).validate_python(
+                {"full_name": worker.full_name, "address": worker.address,
+                 "birth_date": str(worker.birth_date), "nik": worker.nik + "x"}
+            )  # fmt: skip
+    return []
+
+
+async def test_a_handler_error_quoting_the_record_shows_none_of_it_in_the_notice(
+    shared_schema_pool: asyncpg.Pool,
+) -> None:
+    consume = BatchConsumer(
+        shared_schema_pool,
+        "test.poison",
+        EnrolmentRequested,
+        fake_handler_quoting_the_worker,
+        round_backoff_s=0,
+    )
+    batch = records(False, True, False)
+    poisoned = EnrolmentRequested.model_validate_json(batch[1].value or b"")
+    outcome = await consume(batch)
+    assert (outcome.handled, outcome.dead_lettered) == (2, 1)
+    worker = poisoned.worker
+    secrets = [worker.full_name, worker.address, str(worker.birth_date), worker.nik]
+    notice = await shared_schema_pool.fetchrow("SELECT key, value, headers::text AS h FROM outbox")
+    assert notice is not None
+    shown = notice["value"].decode() + repr(decode_headers(notice["h"]))
+    assert "ValidationError" in shown and "full_name: Input should be a valid integer" in shown
+    for secret in secrets:
+        assert secret not in shown, secret
+    original = await shared_schema_pool.fetchval("SELECT reason FROM dead_letters")
+    assert all(secret in original for secret in secrets), "the full reason stays at home"

@@ -153,7 +153,12 @@ def test_dead_letter_ids_are_deterministic_per_position() -> None:
     _, [elsewhere], _ = consumer().parse([record(b"{", offset=8, partition=3)])
     _, [other_partition], _ = consumer().parse([record(b"{", offset=7, partition=4)])
     assert first.letter_id == again.letter_id == first.record().event_id
-    assert first.letter_id == derive_event_id("dead-letter", ENROLMENT_REQUESTED, 3, 7)
+    assert first.letter_id == derive_event_id("dead-letter", CONSUMER, ENROLMENT_REQUESTED, 3, 7)
+    other_consumer = BatchConsumer(
+        cast(asyncpg.Pool, None), "notifications.x", EnrolmentRequested, no_handler
+    )
+    _, [theirs], _ = other_consumer.parse([bad])
+    assert theirs.letter_id != first.letter_id, "two consumers of a topic: two letters"
     assert len({first.letter_id, elsewhere.letter_id, other_partition.letter_id}) == 3
 
 

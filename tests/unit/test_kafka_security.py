@@ -68,6 +68,13 @@ def test_sasl_ssl_gives_every_client_the_same_tls_and_scram_options(
             "CERT_FILE and PERISAI_KAFKA_KEY_FILE go together",
         ),
         ({"kafka_security_protocol": "SASL_PLAINTEXT"}, "KAFKA_SECURITY_PROTOCOL"),
+        (
+            {
+                "migrate_on_start": "false",
+                "migration_database_url": "postgresql://owner:pw@db/perisai",
+            },
+            "must not hold PERISAI_MIGRATION_DATABASE_URL",
+        ),
     ],
 )
 def test_inconsistent_kafka_settings_fail_at_start_up(
@@ -116,6 +123,15 @@ def test_the_printed_commands_are_the_acls_of_the_services() -> None:
     topic_lines = [line for line in lines if line.startswith("kafka-topics.sh")]
     assert len(topic_lines) == len(ALL_TOPICS)
     assert all("--topic prod." in line for line in topic_lines)
+    assert not any("--replication-factor" in line for line in topic_lines)
+
+
+def test_the_replication_factor_of_the_topics_can_be_given() -> None:
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert kafka_acls.main(["--replication-factor", "3"]) == 0
+    topic_lines = [ln for ln in buffer.getvalue().splitlines() if ln.startswith("kafka-topics")]
+    assert topic_lines and all(ln.endswith("--replication-factor 3") for ln in topic_lines)
 
 
 def test_a_principal_for_an_unknown_service_is_refused() -> None:
