@@ -122,51 +122,54 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """One round; returns how many records were published."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            # One relay per schema publishes at a time: two claiming disjoint batches
-            # could publish one key's events out of order.
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
-                return 0
-            rows = await conn.fetch(
-                """SELECT id, topic, key, value, headers::text AS headers
-                   FROM outbox ORDER BY id
-                   LIMIT $1 FOR UPDATE SKIP LOCKED""",
-                self._batch_size,
-            )
-            if not rows:
-                return 0
-            producer = await self._ensure_producer()
-            parked: list[tuple[asyncpg.Record, BaseException]] = []
-            async with asyncio.timeout(self._send_timeout_s):
-                sending = []
-                for row in rows:
-                    try:
-                        delivery = await producer.send(
-                            self._topic_prefix + row["topic"],
-                            row["value"],
-                            key=row["key"],
-                            headers=decode_headers(row["headers"]),
-                        )
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception as error:
-                        if not refused_for_good(error):
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                # One relay per schema publishes at a time: two claiming disjoint batches
+                # could publish one key's events out of order.
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
+                    return 0
+                rows = await conn.fetch(
+                    """SELECT id, topic, key, value, headers::text AS headers
+                       FROM outbox ORDER BY id
+                       LIMIT $1 FOR UPDATE SKIP LOCKED""",
+                    self._batch_size,
+                )
+                if not rows:
+                    return 0
+                producer = await self._ensure_producer()
+                parked: list[tuple[asyncpg.Record, BaseException]] = []
+                async with asyncio.timeout(self._send_timeout_s):
+                    sending = []
+                    for row in rows:
+                        try:
+                            delivery = await producer.send(
+                                self._topic_prefix + row["topic"],
+                                row["value"],
+                                key=row["key"],
+                                headers=decode_headers(row["headers"]),
+                            )
+                        except asyncio.CancelledError:
                             raise
-                        parked.append((row, error))  # refused before it left
-                    else:
-                        sending.append((row, delivery))
-                results = await asyncio.gather(*(d for _, d in sending), return_exceptions=True)
-            for (row, _), result in zip(sending, results, strict=True):
-                if isinstance(result, UNSENDABLE):
-                    parked.append((row, result))
-                elif isinstance(result, BaseException):
-                    raise result  # anything else: roll back, retry the whole round
-            if parked:
-                await self._park(conn, parked)
-            await conn.execute(
-                "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
-            )
-        self.published += len(rows) - len(parked)
+                        except Exception as error:
+                            if not refused_for_good(error):
+                                raise
+                            parked.append((row, error))  # refused before it left
+                        else:
+                            sending.append((row, delivery))
+                    results = await asyncio.gather(*(d for _, d in sending), return_exceptions=True)
+                for (row, _), result in zip(sending, results, strict=True):
+                    if isinstance(result, UNSENDABLE):
+                        parked.append((row, result))
+                    elif isinstance(result, BaseException):
+                        raise result  # anything else: roll back, retry the whole round
+                if parked:
+                    await self._park(conn, parked)
+                await conn.execute(
+                    "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+                )
+            # Counted as soon as the commit returns, before the connection goes back
+            # to the pool: a task cancelled there (a stopping service) keeps its count.
+            self.published += len(rows) - len(parked)
         return len(rows)
 
     async def _park(

@@ -38,6 +38,13 @@ async def outbox_count(pool: asyncpg.Pool) -> int:
     return await pool.fetchval("SELECT count(*) FROM outbox")  # type: ignore[no-any-return]
 
 
+async def drained(pool: asyncpg.Pool, relay: OutboxRelay) -> tuple[int, int]:
+    """Rows left in the outbox, and what the relay counts as published. A test reads
+    the count once both settle: the row leaves the outbox at the commit, the count
+    follows a moment later."""
+    return await outbox_count(pool), relay.published
+
+
 @contextlib.asynccontextmanager
 async def running(relay: OutboxRelay) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(relay.run())
@@ -67,10 +74,10 @@ async def test_publishes_in_order_per_key_and_deletes(
     )
     async with running(relay):
         await eventually(
-            lambda: outbox_count(shared_schema_pool),
-            lambda n: n == 0,
+            lambda: drained(shared_schema_pool, relay),
+            lambda state: state == (0, len(records)),
             timeout_s=15,
-            what="the relay to empty the outbox",
+            what="the relay to empty the outbox and count what it published",
         )
     assert relay.published == len(records)
 
@@ -190,8 +197,8 @@ async def test_more_rows_than_batch_size_are_fully_drained(
     )
     async with running(relay):
         await eventually(
-            lambda: outbox_count(shared_schema_pool),
-            lambda n: n == 0,
+            lambda: drained(shared_schema_pool, relay),
+            lambda state: state == (0, 237),
             timeout_s=10,
             what="the relay to drain 237 rows in batches of 50",
         )
