@@ -1,11 +1,13 @@
 """How long coverage's billing run takes for many active policies, on the local
-PostgreSQL: the first run of a month (posting every premium and its event), a second
-run of the same month (posting nothing), and the ledger check. Prints its figures.
+PostgreSQL: the first run of a month (posting every premium, lining the invoice), a
+second run of the same month (posting nothing), the ledger check, and then the relay
+publishing the run's PremiumPosted events to the local Kafka. Prints its figures.
 
     python -m devtools.bench_billing --policies 1000000
 
-Uses (and then drops) its own database, ``perisai_bench``; the policies are inserted
-directly in SQL, as the WorkerEnrolled consumer would have left them.
+Uses (and then drops) its own database, ``perisai_bench``, and its own topics
+(``bench-<id>.``, deleted after); the policies are inserted directly in SQL, as the
+WorkerEnrolled consumer would have left them.
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ import asyncio
 import resource
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import date
 
 import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
 
 import infra
-from services.coverage import billing, ledger
+from services.coverage import billing, ledger, run_postings
 from services.coverage.app import SPEC
 from shared.db import create_pool
+from shared.events import InvoiceIssued, PremiumPosted
+from shared.kafka import ensure_topics, new_producer
 from shared.migrations import apply_migrations
+from shared.relay import OutboxRelay
 
 BENCH_DATABASE = "perisai_bench"
 PERIOD = date(2026, 6, 1)
@@ -48,7 +55,66 @@ async def seed(pool: asyncpg.Pool, count: int) -> None:
     await pool.execute("ANALYZE policies")
 
 
-async def bench(count: int, chunk: int) -> None:
+async def bare_insert_seconds(pool: asyncpg.Pool, count: int) -> float:
+    """The floor on this machine: ``count`` rows of the ledger's shape into a table with
+    no index, key or trigger, in one statement (rolled back)."""
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute("CREATE TEMPORARY TABLE bare (LIKE premium_ledger) ON COMMIT DROP")
+            clock = time.perf_counter()
+            await conn.execute(
+                """INSERT INTO bare (entry_id, policy_id, worker_id, period, entry_type,
+                                     jkk_amount, jkm_amount, amount, tariff_code,
+                                     debit_account, credit_account, posted_at)
+                   SELECT gen_random_uuid(), policy_id, worker_id, $1, 'premium', 10000,
+                          6800, 16800, 'CITY-MINIMUM-PACKAGE', 'payer:x', 'bpjstk:receivable',
+                          now()
+                   FROM policies LIMIT $2""",
+                PERIOD,
+                count,
+            )
+            return time.perf_counter() - clock
+        finally:
+            await transaction.rollback()
+
+
+async def publish_outbox(pool: asyncpg.Pool, expected: int) -> None:
+    """Publish what the runs left in the outbox, as the coverage service's relay does,
+    to topics of this benchmark's own."""
+    bootstrap = infra.kafka_bootstrap()
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    topics = [prefix + PremiumPosted.TOPIC, prefix + InvoiceIssued.TOPIC]
+    await ensure_topics(bootstrap, topics)
+    relay = OutboxRelay(
+        pool,
+        SPEC.name,
+        lambda: new_producer(bootstrap, "perisai-bench-relay"),
+        topic_prefix=prefix,
+        sources=run_postings.SOURCES,
+    )
+    try:
+        clock = time.perf_counter()
+        await relay.drain(timeout_s=3600)
+        seconds = time.perf_counter() - clock
+        left = await pool.fetchval("SELECT count(*) FROM outbox")
+        print(
+            f"relay: {relay.published:,} records published in {seconds:.1f} s "
+            f"({relay.published / seconds:,.0f}/s), {left} outbox rows left"
+        )
+        if relay.published < expected:
+            raise SystemExit(f"the relay published {relay.published:,} of {expected:,}")
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(topics)
+        finally:
+            await admin.close()
+
+
+async def bench(count: int, chunk: int, publish: bool) -> None:
     await asyncio.to_thread(infra.up)
     dsn = await infra.create_database_async(BENCH_DATABASE)
     try:
@@ -70,6 +136,11 @@ async def bench(count: int, chunk: int) -> None:
                     flush=True,
                 )
 
+            floor = await bare_insert_seconds(pool, count)
+            print(
+                f"floor: {count:,} rows into a bare table (no index, key or trigger) "
+                f"in {floor:.1f} s"
+            )
             for label in ("first run (posts every premium)", "second run (posts nothing)"):
                 clock = time.perf_counter()
                 summary = await billing.run(
@@ -80,7 +151,7 @@ async def bench(count: int, chunk: int) -> None:
                     f"{label}: {seconds:.1f} s, {summary.postings_created:,} posted, "
                     f"{summary.postings_existing:,} existing, "
                     f"{summary.policies_billed / seconds:,.0f} policies/s, "
-                    f"invoice Rp {summary.invoice_total:,}"
+                    f"{seconds / floor:.1f} x the floor, invoice Rp {summary.invoice_total:,}"
                 )
             clock = time.perf_counter()
             async with pool.acquire() as conn:
@@ -91,6 +162,8 @@ async def bench(count: int, chunk: int) -> None:
             )
             outbox = await pool.fetchval("SELECT count(*) FROM outbox")
             print(f"outbox rows waiting for the relay: {outbox:,}")
+            if publish:
+                await publish_outbox(pool, count)
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(f"peak memory of this process: {peak_mib:.0f} MiB")
         finally:
@@ -103,8 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.bench_billing", description=__doc__)
     parser.add_argument("--policies", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=billing.DEFAULT_CHUNK)
+    parser.add_argument(
+        "--no-publish",
+        dest="publish",
+        action="store_false",
+        help="stop after the ledger check (no Kafka needed)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(bench(args.policies, args.chunk))
+    asyncio.run(bench(args.policies, args.chunk, args.publish))
     return 0
 
 

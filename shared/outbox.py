@@ -1,11 +1,16 @@
 """The transactional outbox: what a transaction decides to publish is written to the
-``outbox`` table inside that transaction. The relay (``shared.relay``) publishes it."""
+``outbox`` table inside that transaction. The relay (``shared.relay``) publishes it.
+
+A row holds one record, or names a record source: many records the transaction wrote
+elsewhere (a billing run's ledger postings), read and published by the relay page by
+page, so that a statement posting a million rows does not write a million more."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -77,3 +82,92 @@ async def enqueue(conn: asyncpg.Connection, records: Sequence[OutboxRecord]) -> 
 
 async def enqueue_events(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
     await enqueue(conn, [OutboxRecord.of(event) for event in events])
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePage:
+    """Records read from a source, in its order, and the place after the last of them."""
+
+    records: Sequence[OutboxRecord]
+    cursor: str | None
+    """Where the next page starts (None when no record was read)."""
+
+
+class RecordSource(Protocol):
+    """Records that an outbox row stands for. ``read`` returns up to ``limit`` records
+    after ``cursor`` (None: from the start), always in the same order; fewer than
+    ``limit`` means the source is exhausted. It runs in the relay's transaction."""
+
+    async def read(
+        self, conn: asyncpg.Connection, args: Mapping[str, Any], cursor: str | None, limit: int
+    ) -> SourcePage: ...
+
+
+async def enqueue_source(
+    conn: asyncpg.Connection, source: str, topic: str, args: Mapping[str, Any]
+) -> None:
+    """Add a row standing for the records ``source`` reads with ``args`` (JSON), in the
+    caller's transaction, so they are published in the outbox's order like any row."""
+    await conn.execute(
+        "INSERT INTO outbox (topic, source, source_args) VALUES ($1, $2, $3::jsonb)",
+        topic,
+        source,
+        json.dumps(args),
+    )
+
+
+class UnknownSource(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"outbox row names record source {name!r}, which this relay does not have: "
+            "deploy the service version that wrote it"
+        )
+
+
+async def read_source(
+    conn: asyncpg.Connection,
+    sources: Mapping[str, RecordSource],
+    name: str,
+    args_json: str,
+    cursor: str | None,
+    limit: int,
+) -> SourcePage:
+    source = sources.get(name)
+    if source is None:
+        raise UnknownSource(name)
+    return await source.read(conn, json.loads(args_json), cursor, limit)
+
+
+async def waiting_records(
+    conn: asyncpg.Connection, sources: Mapping[str, RecordSource] | None = None, page: int = 10_000
+) -> list[OutboxRecord]:
+    """Every record the outbox holds or stands for, in publication order (for tools and
+    tests: it reads all of them)."""
+    found: list[OutboxRecord] = []
+    rows = await conn.fetch(
+        """SELECT topic, key, value, headers::text AS headers, event_id, source,
+                  source_args::text AS source_args, source_cursor
+           FROM outbox ORDER BY id"""
+    )
+    for row in rows:
+        if row["source"] is None:
+            found.append(
+                OutboxRecord(
+                    row["topic"],
+                    row["value"],
+                    row["key"],
+                    decode_headers(row["headers"]),
+                    row["event_id"],
+                )
+            )
+            continue
+        cursor = row["source_cursor"]
+        while True:
+            read = await read_source(
+                conn, sources or {}, row["source"], row["source_args"], cursor, page
+            )
+            found.extend(read.records)
+            if len(read.records) < page:
+                break
+            cursor = read.cursor
+    return found

@@ -1,7 +1,8 @@
 """The outbox relay: publishes outbox rows to Kafka in batches, then deletes them.
 
 One round: in a transaction, claim up to ``batch_size`` of the oldest rows with
-``FOR UPDATE SKIP LOCKED``, send them all, wait (bounded) until Kafka acknowledged every
+``FOR UPDATE SKIP LOCKED`` (a row naming a record source gives its next records, see
+``shared.outbox``), send them all, wait (bounded) until Kafka acknowledged every
 one, delete them, commit. A row Kafka refuses for good (too large, invalid topic) is
 moved to ``outbox_parked`` with the reason, so it cannot hold up the rows behind it.
 A crash or a Kafka outage anywhere before the commit leaves the rows in place for the
@@ -19,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
@@ -33,7 +35,13 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
-from shared.outbox import decode_headers
+from shared.outbox import (
+    OutboxRecord,
+    RecordSource,
+    decode_headers,
+    encode_headers,
+    read_source,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +64,18 @@ def refused_for_good(error: BaseException) -> bool:
 
 MAX_BACKOFF_S = 10.0
 
+_Parked = tuple[int | None, OutboxRecord, BaseException]
+"""A record Kafka refused for good: its outbox row id (None if read from a source)."""
+
+
+@dataclass
+class _Round:
+    records: list[tuple[int | None, OutboxRecord]] = field(default_factory=list)
+    finished: list[int] = field(default_factory=list)
+    """Outbox rows whose every record is in this round: deleted when it commits."""
+    source_place: tuple[int, str | None] | None = None
+    """A source row with records left after this round, and its new cursor."""
+
 
 class OutboxRelay:
     def __init__(
@@ -68,8 +88,10 @@ class OutboxRelay:
         poll_interval_s: float = 0.5,
         send_timeout_s: float = 30.0,
         topic_prefix: str = "",
+        sources: Mapping[str, RecordSource] | None = None,
     ) -> None:
         self._topic_prefix = topic_prefix
+        self._sources: Mapping[str, RecordSource] = sources or {}
         self._pool = pool
         self._channel = f"outbox_{schema}"
         digest = hashlib.sha256(f"outbox-relay:{schema}".encode()).digest()
@@ -121,7 +143,7 @@ class OutboxRelay:
             await self._discard_producer()
 
     async def publish_batch(self) -> int:
-        """One round; returns how many records were published."""
+        """One round; returns how many records were published (or parked)."""
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 # One relay per schema publishes at a time: two claiming disjoint batches
@@ -129,66 +151,128 @@ class OutboxRelay:
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
                     return 0
                 rows = await conn.fetch(
-                    """SELECT id, topic, key, value, headers::text AS headers
+                    """SELECT id, topic, key, value, headers::text AS headers, event_id, source,
+                              source_args::text AS source_args, source_cursor
                        FROM outbox ORDER BY id
                        LIMIT $1 FOR UPDATE SKIP LOCKED""",
                     self._batch_size,
                 )
                 if not rows:
                     return 0
-                producer = await self._ensure_producer()
-                parked: list[tuple[asyncpg.Record, BaseException]] = []
-                async with asyncio.timeout(self._send_timeout_s):
-                    sending = []
-                    for row in rows:
-                        try:
-                            delivery = await producer.send(
-                                self._topic_prefix + row["topic"],
-                                row["value"],
-                                key=row["key"],
-                                headers=decode_headers(row["headers"]),
-                            )
-                        except asyncio.CancelledError:
-                            raise
-                        except Exception as error:
-                            if not refused_for_good(error):
-                                raise
-                            parked.append((row, error))  # refused before it left
-                        else:
-                            sending.append((row, delivery))
-                    results = await asyncio.gather(*(d for _, d in sending), return_exceptions=True)
-                for (row, _), result in zip(sending, results, strict=True):
-                    if isinstance(result, UNSENDABLE):
-                        parked.append((row, result))
-                    elif isinstance(result, BaseException):
-                        raise result  # anything else: roll back, retry the whole round
+                batch = await self._records_of(conn, rows)
+                parked = await self._send(batch.records)
                 if parked:
                     await self._park(conn, parked)
-                await conn.execute(
-                    "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
-                )
+                if batch.finished:
+                    await conn.execute(
+                        "DELETE FROM outbox WHERE id = ANY($1::bigint[])", batch.finished
+                    )
+                if batch.source_place is not None:
+                    await conn.execute(
+                        "UPDATE outbox SET source_cursor = $2 WHERE id = $1", *batch.source_place
+                    )
             # Counted as soon as the commit returns, before the connection goes back
             # to the pool: a task cancelled there (a stopping service) keeps its count.
-            self.published += len(rows) - len(parked)
-        return len(rows)
+            self.published += len(batch.records) - len(parked)
+        return len(batch.records)
 
-    async def _park(
-        self, conn: asyncpg.Connection, parked: list[tuple[asyncpg.Record, BaseException]]
-    ) -> None:
-        """Rows Kafka will never take move aside with the reason, instead of failing every
-        round and holding up everything behind them."""
+    async def _records_of(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> _Round:
+        """The round's records in outbox order, up to the batch size. A source row gives
+        the records after its cursor; if it has more than fit, the round ends there and
+        the row keeps its new place, so nothing behind it overtakes its records."""
+        batch = _Round()
+        for row in rows:
+            if row["source"] is None:
+                batch.records.append(
+                    (
+                        row["id"],
+                        OutboxRecord(
+                            row["topic"],
+                            row["value"],
+                            row["key"],
+                            decode_headers(row["headers"]),
+                            row["event_id"],
+                        ),
+                    )
+                )
+                batch.finished.append(row["id"])
+                continue
+            room = self._batch_size - len(batch.records)
+            if room <= 0:
+                break
+            page = await read_source(
+                conn, self._sources, row["source"], row["source_args"], row["source_cursor"], room
+            )
+            batch.records.extend((None, record) for record in page.records)
+            if len(page.records) < room:
+                batch.finished.append(row["id"])
+            else:
+                batch.source_place = (row["id"], page.cursor)
+                break
+        return batch
+
+    async def _send(self, records: list[tuple[int | None, OutboxRecord]]) -> list[_Parked]:
+        """Send every record and wait (bounded) for Kafka's acknowledgements. Returns the
+        records Kafka refused for good; raises on anything a retry may cure."""
+        parked: list[_Parked] = []
+        if not records:
+            return parked
+        producer = await self._ensure_producer()
+        async with asyncio.timeout(self._send_timeout_s):
+            sending = []
+            for outbox_id, record in records:
+                try:
+                    delivery = await producer.send(
+                        self._topic_prefix + record.topic,
+                        record.value,
+                        key=record.key,
+                        headers=list(record.headers),
+                    )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    if not refused_for_good(error):
+                        raise
+                    parked.append((outbox_id, record, error))  # refused before it left
+                else:
+                    sending.append((outbox_id, record, delivery))
+            results = await asyncio.gather(*(d for _, _, d in sending), return_exceptions=True)
+        for (outbox_id, record, _), result in zip(sending, results, strict=True):
+            if isinstance(result, UNSENDABLE):
+                parked.append((outbox_id, record, result))
+            elif isinstance(result, BaseException):
+                raise result  # anything else: roll back, retry the whole round
+        return parked
+
+    async def _park(self, conn: asyncpg.Connection, parked: list[_Parked]) -> None:
+        """Records Kafka will never take move aside with the reason, instead of failing
+        every round and holding up everything behind them. A record read from a source
+        has no row of its own: it is parked under a new id."""
         await conn.execute(
             """INSERT INTO outbox_parked (id, event_id, topic, key, value, headers, created_at,
                                           reason)
-               SELECT o.id, o.event_id, o.topic, o.key, o.value, o.headers, o.created_at, r.reason
-               FROM outbox o JOIN unnest($1::bigint[], $2::text[]) AS r(id, reason)
-                    ON o.id = r.id""",
-            [row["id"] for row, _ in parked],
-            [repr(error)[:1000] for _, error in parked],
+               SELECT coalesce(r.id, nextval(pg_get_serial_sequence('outbox', 'id'))),
+                      r.event_id, r.topic, r.key, r.value, r.headers::jsonb,
+                      coalesce(o.created_at, now()), r.reason
+               FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bytea[], $5::bytea[],
+                           $6::text[], $7::text[])
+                    AS r(id, event_id, topic, key, value, headers, reason)
+               LEFT JOIN outbox o ON o.id = r.id""",
+            [outbox_id for outbox_id, _, _ in parked],
+            [record.event_id for _, record, _ in parked],
+            [record.topic for _, record, _ in parked],
+            [record.key for _, record, _ in parked],
+            [record.value for _, record, _ in parked],
+            [encode_headers(record.headers) for _, record, _ in parked],
+            [repr(error)[:1000] for _, _, error in parked],
         )
-        for row, error in parked:
+        for outbox_id, record, error in parked:
             log.error(
-                "outbox row parked", outbox_id=row["id"], topic=row["topic"], error=repr(error)
+                "outbox record parked",
+                outbox_id=outbox_id,
+                event_id=str(record.event_id) if record.event_id else None,
+                topic=record.topic,
+                error=repr(error),
             )
 
     async def _ensure_producer(self) -> AIOKafkaProducer:

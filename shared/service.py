@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +46,7 @@ from shared.migrations import (
     grant_runtime,
     pending_migrations,
 )
+from shared.outbox import RecordSource
 from shared.rate_limit import RateLimiter
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
@@ -62,6 +63,8 @@ class ServiceSpec:
     migrations: Path
     append_only: tuple[str, ...] = ()
     """Tables the runtime role may only read and add to (beyond the shared ones)."""
+    outbox_sources: Mapping[str, RecordSource] = field(default_factory=dict)
+    """The record sources its outbox rows may name (see shared.outbox), by name."""
 
 
 @dataclass
@@ -195,6 +198,7 @@ async def open_resources(spec: ServiceSpec, settings: ServiceSettings) -> AsyncI
             batch_size=settings.relay_batch_size,
             poll_interval_s=settings.relay_poll_interval_s,
             topic_prefix=settings.topic_prefix,
+            sources=spec.outbox_sources,
         )
         yield Resources(spec, settings, pool, relay)
 

@@ -28,6 +28,7 @@ from services.coverage import (
     memberships,
     policies,
     reports,
+    run_postings,
     spreadsheet,
     store,
 )
@@ -79,7 +80,10 @@ from shared.service import (
 )
 
 SPEC = ServiceSpec(
-    "coverage", Path(__file__).with_name("migrations"), append_only=("premium_ledger",)
+    "coverage",
+    Path(__file__).with_name("migrations"),
+    append_only=("premium_ledger",),
+    outbox_sources=run_postings.SOURCES,
 )
 
 PeriodQuery = Query(

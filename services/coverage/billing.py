@@ -4,8 +4,9 @@ invoice each agreement, and refuse whole any agreement whose budget cannot take 
 Exactly once, however often it runs and wherever it is stopped:
 - one run per month at a time in the whole cluster (a PostgreSQL advisory lock held by
   the run's connection, so a killed run releases it);
-- each agreement's month is one transaction: its postings, their PremiumPosted events,
-  the budget commitment and the invoice commit together or not at all;
+- each agreement's month is one transaction: its postings, the outbox row that stands
+  for their PremiumPosted events (``run_postings``), the budget commitment and the
+  invoice commit together or not at all;
 - the ledger's unique (policy, month) index skips what an earlier run (or the first
   month posted at activation) already holds.
 """
@@ -23,10 +24,11 @@ from typing import Literal
 import asyncpg
 import structlog
 
-from services.coverage import domain, store
+from services.coverage import domain, run_postings, store
 from services.coverage.errors import Refused
+from services.coverage.run_postings import RunPostings
 from shared import db
-from shared.events import InvoiceIssued, derive_event_id, wire_time
+from shared.events import InvoiceIssued, derive_event_id
 from shared.outbox import enqueue_events
 
 log = structlog.get_logger(__name__)
@@ -211,8 +213,12 @@ async def _post_and_invoice(
         tariff = domain.agreement_tariff(agreement, period)
     except LookupError as error:
         raise Refused("NO_TARIFF", f"agreement {agreement.code}: {error}") from None
+    invoice = await store.open_invoice(
+        conn, agreement, period, domain.invoice_id_for(agreement.code, period)
+    )
     total = await store.count_billable(conn, agreement, period)
     billed = AgreementBilling(agreement.code, agreement.payer)
+    run_id = uuid.UUID(summary.run_id)
     clock = time.monotonic()
     after = MIN_POLICY_ID
     while True:
@@ -221,10 +227,10 @@ async def _post_and_invoice(
             agreement,
             period,
             tariff,
+            run_id=run_id,
+            invoice_id=invoice.invoice_id if invoice else None,
             after=after,
             limit=chunk,
-            correlation_id=f"billing-run:{summary.run_id}",
-            occurred_at=wire_time(datetime.fromisoformat(summary.started_at)),
         )
         if result.last_policy_id is None:
             break
@@ -246,11 +252,23 @@ async def _post_and_invoice(
     if not budget.admits(billed.amount_created):
         raise _Refused(billed, budget)
     await store.commit_amounts(conn, {agreement.code: billed.amount_created})
-    invoice = await store.invoice_month(
-        conn, agreement, period, domain.invoice_id_for(agreement.code, period)
-    )
+    if billed.postings_created:
+        started_at = datetime.fromisoformat(summary.started_at)
+        await run_postings.enqueue(
+            conn, RunPostings(run_id, period, agreement.payer_account, started_at)
+        )
     if invoice is not None:
-        await enqueue_events(conn, [_issued(agreement, period, invoice, summary.run_id)])
+        first_months, first_months_amount = await store.line_first_months(
+            conn, invoice, agreement, period
+        )
+        issued = await store.settle_invoice(
+            conn,
+            invoice,
+            billed.postings_created + first_months,
+            billed.amount_created + first_months_amount,
+        )
+        if issued is not None:
+            await enqueue_events(conn, [_issued(agreement, period, issued, summary.run_id)])
     current = await store.invoice_of(conn, agreement.code, period)
     if current is not None:
         billed.invoice_id = str(current["invoice_id"])

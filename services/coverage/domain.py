@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from shared.events import (
     EVENT_ID_NAMESPACE,
@@ -285,9 +285,31 @@ def agreement_tariff(agreement: Agreement, period: date) -> Tariff:
 
 
 def billing_event_id(entry_id: uuid.UUID) -> uuid.UUID:
-    """The id of the PremiumPosted event of a posting the billing run made (computed in
-    SQL as ``uuid_v3``; this is the same function, for tests and tools)."""
+    """The id of the PremiumPosted event of a posting a billing run made (a name-based
+    md5 UUID, as the runs before this one computed it in SQL: the same posting always
+    gets the same id)."""
     return uuid.uuid3(EVENT_ID_NAMESPACE, f"premium.posted:{entry_id}")
+
+
+def run_posting_event(
+    entry: LedgerEntry, run_started_at: datetime, correlation_id: str
+) -> PremiumPosted:
+    """The PremiumPosted event of a posting a billing run made; the same bytes however
+    often the relay reads it back."""
+    return PremiumPosted(
+        event_id=billing_event_id(entry.entry_id),
+        occurred_at=run_started_at,
+        correlation_id=correlation_id,
+        entry_id=entry.entry_id,
+        policy_id=entry.policy_id,
+        worker_id=entry.worker_id,
+        period=f"{entry.period:%Y-%m}",
+        jkk_amount=entry.premium.jkk,
+        jkm_amount=entry.premium.jkm,
+        amount=entry.premium.total,
+        debit_account=entry.debit_account,
+        credit_account=entry.credit_account,
+    )
 
 
 def invoice_id_for(agreement_code: str, period: date) -> uuid.UUID:

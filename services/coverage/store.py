@@ -17,11 +17,12 @@ from services.coverage.domain import (
     Budget,
     LedgerEntry,
     Policy,
+    Premium,
     Tariff,
     month_end,
 )
 from services.coverage.lifecycle import PolicyFacts
-from shared.events import EVENT_ID_NAMESPACE, PremiumPosted, PremiumReversed
+from shared.events import EVENT_ID_NAMESPACE, PremiumReversed
 from shared.outbox import encode_headers
 
 AGREEMENT_COLUMNS = """code, payer, payer_type, funding_source, valid_from, valid_to,
@@ -283,28 +284,23 @@ async def bill_chunk(
     period: date,
     tariff: Tariff,
     *,
+    run_id: UUID,
+    invoice_id: UUID | None,
     after: UUID,
     limit: int,
-    correlation_id: str,
-    occurred_at: str,
 ) -> ChunkResult:
     """Post the month's premium for the next ``limit`` billable policies after
-    ``after`` (by policy id), in one statement: the ledger rows, each with its
-    PremiumPosted event in the outbox. A (policy, month) already posted is skipped by
-    the ledger's unique index, so any number of runs posts it once. The premium is
-    Tariff.premium in SQL: JKK = income basis x basis points / 10,000 (truncated), plus
-    the flat JKM."""
-    headers = encode_headers(
-        [
-            ("content-type", b"application/json"),
-            ("event_type", b"premium.posted"),
-            ("schema_version", b"1"),
-            ("correlation_id", correlation_id.encode()),
-        ]
-    )
+    ``after`` (by policy id), in one statement, each ledger row naming the run. A
+    (policy, month) already posted is skipped (looked up first, because a conflicting
+    insert costs far more; the ledger's unique index is what guarantees it), so any number
+    of runs posts it once. The premium is Tariff.premium in SQL: JKK = income basis x
+    basis points / 10,000 (truncated), plus the flat JKM. Each new posting is also a
+    line of ``invoice_id`` (unless None: a void invoice), with the policy's kecamatan and
+    occupation. The PremiumPosted events are the run's outbox source (``run_postings``),
+    not rows written here."""
     row = await conn.fetchrow(
         f"""WITH due AS (
-               SELECT p.policy_id, p.worker_id,
+               SELECT p.policy_id, p.worker_id, p.kecamatan_code, p.occupation,
                       coalesce($4::bigint, p.declared_income) * $5::bigint / 10000 AS jkk
                FROM policies p
                WHERE {BILLABLE} AND p.policy_id > $6
@@ -312,28 +308,21 @@ async def bill_chunk(
            ), posted AS (
                INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
                                            jkk_amount, jkm_amount, amount, tariff_code,
-                                           debit_account, credit_account)
+                                           debit_account, credit_account, billing_run_id)
                SELECT gen_random_uuid(), d.policy_id, d.worker_id, $2, 'premium', d.jkk,
-                      $9::bigint, d.jkk + $9::bigint, $10, $11, $12
+                      $8::bigint, d.jkk + $8::bigint, $9, $10, $11, $12
                FROM due d
+               WHERE NOT EXISTS (SELECT 1 FROM premium_ledger l
+                                 WHERE l.policy_id = d.policy_id AND l.period = $2
+                                   AND l.entry_type = 'premium')
                ON CONFLICT (policy_id, period) WHERE entry_type = 'premium' DO NOTHING
-               RETURNING entry_id, policy_id, worker_id, jkk_amount, jkm_amount, amount
-           ), events AS (
-               INSERT INTO outbox (event_id, topic, key, value, headers)
-               SELECT e.event_id, $13, convert_to(x.worker_id::text, 'UTF8'),
-                      convert_to(json_build_object(
-                          'event_id', e.event_id, 'occurred_at', $14::text,
-                          'correlation_id', $15::text, 'causation_id', NULL,
-                          'event_type', 'premium.posted', 'schema_version', 1,
-                          'entry_id', x.entry_id, 'policy_id', x.policy_id,
-                          'worker_id', x.worker_id, 'period', $8::text,
-                          'jkk_amount', x.jkk_amount, 'jkm_amount', x.jkm_amount,
-                          'amount', x.amount, 'debit_account', $11::text,
-                          'credit_account', $12::text)::text, 'UTF8'),
-                      $16::jsonb
-               FROM posted x
-               CROSS JOIN LATERAL (
-                   SELECT uuid_v3($17, 'premium.posted:' || x.entry_id) AS event_id) e
+               RETURNING entry_id, policy_id, amount
+           ), lined AS (
+               INSERT INTO invoice_lines (entry_id, invoice_id, policy_id, amount,
+                                          kecamatan_code, occupation)
+               SELECT x.entry_id, $13, x.policy_id, x.amount, d.kecamatan_code, d.occupation
+               FROM posted x JOIN due d USING (policy_id)
+               WHERE $13::uuid IS NOT NULL
            )
            SELECT (SELECT policy_id FROM due ORDER BY policy_id DESC LIMIT 1) AS last,
                   (SELECT count(*) FROM due) AS billable,
@@ -346,19 +335,53 @@ async def bill_chunk(
         tariff.jkk_basis_points,
         after,
         limit,
-        f"{period:%Y-%m}",
         tariff.jkm_monthly,
         tariff.code,
         agreement.payer_account,
         BPJSTK_RECEIVABLE_ACCOUNT,
-        PremiumPosted.TOPIC,
-        occurred_at,
-        correlation_id,
-        headers,
-        EVENT_ID_NAMESPACE,
+        run_id,
+        invoice_id,
     )
     assert row is not None
     return ChunkResult(row["last"], row["billable"], row["created"], row["amount"])
+
+
+async def run_postings(
+    conn: asyncpg.Connection,
+    period: date,
+    run_id: UUID,
+    debit_account: str,
+    *,
+    after: UUID,
+    limit: int,
+) -> list[LedgerEntry]:
+    """The premiums a billing run posted for a month and payer, in policy order, after
+    policy ``after``."""
+    rows = await conn.fetch(
+        """SELECT entry_id, policy_id, worker_id, period, jkk_amount, jkm_amount,
+                  tariff_code, debit_account, credit_account
+           FROM premium_ledger
+           WHERE period = $1 AND policy_id > $4 AND billing_run_id = $2
+             AND debit_account = $3 AND entry_type = 'premium'
+           ORDER BY period, policy_id LIMIT $5""",
+        period,
+        run_id,
+        debit_account,
+        after,
+        limit,
+    )
+    return [
+        LedgerEntry(
+            row["entry_id"],
+            row["policy_id"],
+            row["worker_id"],
+            row["period"],
+            Premium(row["jkk_amount"], row["jkm_amount"], row["tariff_code"]),
+            row["debit_account"],
+            row["credit_account"],
+        )
+        for row in rows
+    ]
 
 
 @dataclass(frozen=True)
@@ -371,12 +394,18 @@ class InvoiceChange:
     amount_added: int
 
 
-async def invoice_month(
+@dataclass(frozen=True)
+class OpenInvoice:
+    invoice_id: UUID
+    created: bool
+    """Created by this transaction (and removed again if it gets no line)."""
+
+
+async def open_invoice(
     conn: asyncpg.Connection, agreement: Agreement, period: date, invoice_id: UUID
-) -> InvoiceChange | None:
-    """Put the agreement's premium postings of the month that no invoice holds yet on
-    its invoice for the month (created if needed). None when there was nothing to add.
-    A void invoice takes no new lines."""
+) -> OpenInvoice | None:
+    """The agreement's invoice for the month, created empty with ``invoice_id`` if it
+    has none. None when it is void: a void invoice takes no new lines."""
     created = await conn.fetchval(
         """INSERT INTO invoices (invoice_id, agreement_code, period, headcount, total)
            VALUES ($1, $2, $3, 0, 0)
@@ -390,26 +419,43 @@ async def invoice_month(
         agreement.code,
         period,
     )
-    if status == "void":
-        return None
+    return None if status == "void" else OpenInvoice(invoice_id, bool(created))
+
+
+async def line_first_months(
+    conn: asyncpg.Connection, invoice: OpenInvoice, agreement: Agreement, period: date
+) -> tuple[int, int]:
+    """Put the month's premiums posted at activation (not by a billing run, which lines
+    its own postings) that no invoice holds yet on ``invoice``. Returns how many lines,
+    and their Rupiah."""
     added = await conn.fetchrow(
         """WITH added AS (
                INSERT INTO invoice_lines (entry_id, invoice_id, policy_id, amount,
                                           kecamatan_code, occupation)
                SELECT l.entry_id, $1, l.policy_id, l.amount, p.kecamatan_code, p.occupation
                FROM premium_ledger l JOIN policies p USING (policy_id)
-               WHERE l.period = $2 AND l.entry_type = 'premium' AND l.debit_account = $3
+               WHERE l.period = $2 AND l.billing_run_id IS NULL AND l.entry_type = 'premium'
+                 AND l.debit_account = $3
                  AND NOT EXISTS (SELECT 1 FROM invoice_lines i WHERE i.entry_id = l.entry_id)
                RETURNING amount)
            SELECT count(*) AS n, coalesce(sum(amount), 0)::bigint AS amount FROM added""",
-        invoice_id,
+        invoice.invoice_id,
         period,
         agreement.payer_account,
     )
     assert added is not None
-    if added["n"] == 0:
-        if created:
-            await conn.execute("DELETE FROM invoices WHERE invoice_id = $1", invoice_id)
+    return added["n"], added["amount"]
+
+
+async def settle_invoice(
+    conn: asyncpg.Connection, invoice: OpenInvoice, lines_added: int, amount_added: int
+) -> InvoiceChange | None:
+    """Account for the lines just put on ``invoice``: a new revision with the new
+    headcount and total (revision 1 for a new invoice). None when nothing was added (a
+    new invoice is then removed again)."""
+    if lines_added == 0:
+        if invoice.created:
+            await conn.execute("DELETE FROM invoices WHERE invoice_id = $1", invoice.invoice_id)
         return None
     row = await conn.fetchrow(
         """UPDATE invoices
@@ -419,15 +465,33 @@ async def invoice_month(
                updated_at = now()
            WHERE invoice_id = $1
            RETURNING revision, headcount, total""",
-        invoice_id,
-        added["n"],
-        added["amount"],
-        bool(created),
+        invoice.invoice_id,
+        lines_added,
+        amount_added,
+        invoice.created,
     )
     assert row is not None
     return InvoiceChange(
-        invoice_id, row["revision"], row["headcount"], row["total"], added["n"], added["amount"]
+        invoice.invoice_id,
+        row["revision"],
+        row["headcount"],
+        row["total"],
+        lines_added,
+        amount_added,
     )
+
+
+async def invoice_month(
+    conn: asyncpg.Connection, agreement: Agreement, period: date, invoice_id: UUID
+) -> InvoiceChange | None:
+    """Put the month's first-month premiums that no invoice holds yet on the agreement's
+    invoice for the month (created if needed). None when there was nothing to add or the
+    invoice is void."""
+    invoice = await open_invoice(conn, agreement, period, invoice_id)
+    if invoice is None:
+        return None
+    lines, amount = await line_first_months(conn, invoice, agreement, period)
+    return await settle_invoice(conn, invoice, lines, amount)
 
 
 async def billing_periods_run(conn: asyncpg.Connection, period: date) -> int:
@@ -972,6 +1036,10 @@ LEDGER_CHECKS: dict[str, str] = {
         SELECT policy_id, to_char(period, 'YYYY-MM') AS period, count(*) AS postings
         FROM premium_ledger WHERE entry_type = 'premium'
         GROUP BY policy_id, period HAVING count(*) > 1""",
+    "posting_names_no_policy_of_its_worker": """
+        SELECT e.entry_id, e.policy_id FROM premium_ledger e
+        LEFT JOIN policies p USING (policy_id)
+        WHERE p.policy_id IS NULL OR p.worker_id <> e.worker_id""",
     "debits_differ_from_credits": """
         SELECT sum(debit) AS debits, sum(credit) AS credits FROM (
             SELECT amount AS debit, 0 AS credit FROM premium_ledger
@@ -1155,12 +1223,14 @@ async def postings_from(conn: asyncpg.Connection, code: str, period: date) -> in
 
 async def uninvoiced_months(conn: asyncpg.Connection, since: date) -> list[tuple[str, date]]:
     """(agreement, month) pairs from ``since`` whose month was billed (a run is recorded)
-    but that hold premium postings no invoice has: first months posted after the run."""
+    but that hold premium postings no invoice has: first months posted after the run (a
+    run's own postings are lined by the run, unless the month's invoice is void)."""
     rows = await conn.fetch(
         """SELECT DISTINCT a.code, l.period
            FROM premium_ledger l
            JOIN funding_agreements a ON l.debit_account = 'payer:' || a.code
            WHERE l.entry_type = 'premium' AND l.period >= $1
+             AND l.billing_run_id IS NULL
              AND EXISTS (SELECT 1 FROM billing_runs r WHERE r.period = l.period)
              AND NOT EXISTS (SELECT 1 FROM invoice_lines i WHERE i.entry_id = l.entry_id)
            ORDER BY a.code, l.period""",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import date
 
 import asyncpg
 
-from services.coverage import ledger, service
+from services.coverage import ledger, run_postings, service
 from services.registration.domain import participant_number
 from shared.events import WorkerEnrolled
-from shared.outbox import enqueue_events
+from shared.outbox import enqueue_events, waiting_records
 from tests.factories import worker_enrolled
 
 KECAMATAN = ("35.75.01", "35.75.02", "35.75.03", "35.75.04")
@@ -54,9 +55,12 @@ async def set_ceiling(pool: asyncpg.Pool, ceiling: int | None, code: str = CITY)
     )
 
 
-async def outbox_counts(pool: asyncpg.Pool) -> dict[str, int]:
-    rows = await pool.fetch("SELECT topic, count(*) AS n FROM outbox GROUP BY topic")
-    return {row["topic"]: row["n"] for row in rows}
+async def outbox_counts(pool: asyncpg.Pool) -> Counter[str]:
+    """Records waiting in the outbox by topic, counting each record a billing run's
+    outbox row stands for."""
+    async with pool.acquire() as conn:
+        records = await waiting_records(conn, run_postings.SOURCES)
+    return Counter(record.topic for record in records)
 
 
 async def assert_ledger_holds(pool: asyncpg.Pool) -> None:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 import pytest
 
-from services.coverage import billing, domain
+from services.coverage import billing, domain, run_postings
 from services.coverage.app import SPEC
 from shared.events import CoverageRefused, InvoiceIssued, PremiumPosted
+from shared.outbox import waiting_records
 from tests.conftest import ServicePool
 from tests.integration.coverage_helpers import (
     CITY,
@@ -84,23 +85,52 @@ async def test_the_cohort_gives_an_invoice_of_exactly_151_838_400_once(
     assert committed == 2 * 151_838_400  # May (posted at activation) and June
 
 
-async def test_events_built_in_sql_are_the_contracts_premium_posted(pool: asyncpg.Pool) -> None:
+async def test_a_runs_premium_posted_events_are_read_back_from_the_ledger_as_the_contract(
+    pool: asyncpg.Pool,
+) -> None:
     workers = await enrol(pool, 3, date(2026, 5, 10))
-    await billing.run(pool, JUNE, trigger="api")
+    before = await pool.fetchval("SELECT count(*) FROM outbox")
+    summary = await billing.run(pool, JUNE, trigger="api")
+
     rows = await pool.fetch(
-        "SELECT event_id, key, value, headers FROM outbox WHERE topic = $1 ORDER BY id",
-        PremiumPosted.TOPIC,
+        "SELECT topic, source, source_args FROM outbox ORDER BY id OFFSET $1", before
     )
-    june = [PremiumPosted.model_validate_json(r["value"]) for r in rows]
-    june = [e for e in june if e.period == "2026-06"]
-    assert sorted(e.worker_id for e in june) == sorted(w.worker_id for w in workers)
-    for event in june:
-        assert event.event_id == domain.billing_event_id(event.entry_id)
+    assert [(r["topic"], r["source"]) for r in rows] == [
+        (PremiumPosted.TOPIC, run_postings.SOURCE),
+        (InvoiceIssued.TOPIC, None),
+    ], "one row stands for the run's postings, not one row per posting"
+    async with pool.acquire() as conn:
+        records = await waiting_records(conn, run_postings.SOURCES)
+    june = [
+        (r, PremiumPosted.model_validate_json(r.value or b""))
+        for r in records
+        if r.topic == PremiumPosted.TOPIC
+    ]
+    june = [(r, e) for r, e in june if e.period == "2026-06"]
+    assert sorted(e.worker_id for _, e in june) == sorted(w.worker_id for w in workers)
+    assert [e.policy_id for _, e in june] == sorted(e.policy_id for _, e in june)
+    entries = {
+        r["entry_id"]: r
+        for r in await pool.fetch(
+            "SELECT * FROM premium_ledger WHERE period = $1 AND billing_run_id = $2",
+            JUNE,
+            uuid.UUID(summary.run_id),
+        )
+    }
+    assert set(entries) == {e.entry_id for _, e in june}
+    for record, event in june:
+        entry = entries[event.entry_id]
+        assert record.event_id == event.event_id == domain.billing_event_id(event.entry_id)
+        assert (event.policy_id, event.worker_id) == (entry["policy_id"], entry["worker_id"])
         assert (event.jkk_amount, event.jkm_amount, event.amount) == (10_000, 6_800, 16_800)
         assert event.debit_account == f"payer:{CITY}"
-        assert event.correlation_id.startswith("billing-run:")
-    row = next(r for r in rows if PremiumPosted.model_validate_json(r["value"]).period == "2026-06")
-    assert row["key"] == str(PremiumPosted.model_validate_json(row["value"]).worker_id).encode()
+        assert event.correlation_id == f"billing-run:{summary.run_id}"
+        assert event.occurred_at == datetime.fromisoformat(summary.started_at)
+        assert record.key == str(event.worker_id).encode()
+        assert dict(record.headers)["event_type"] == b"premium.posted"
+    async with pool.acquire() as conn:
+        again = await waiting_records(conn, run_postings.SOURCES)
+    assert [r.value for r in again] == [r.value for r in records], "read back byte for byte"
 
 
 async def test_a_policy_is_billed_from_the_month_cover_starts_until_the_month_it_ends(

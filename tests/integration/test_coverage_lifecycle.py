@@ -4,6 +4,7 @@ every test ends with the ledger's invariants checked."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import date
 
@@ -291,6 +292,10 @@ async def test_the_ledger_check_names_each_broken_invariant(pool: asyncpg.Pool) 
     await billing.run(pool, JUNE, trigger="command")
     await pool.execute("UPDATE funding_agreements SET committed = committed + 1")
     await pool.execute("UPDATE invoices SET total = total + 5")
+    policy_id, worker_id = await pool.fetchrow("SELECT policy_id, worker_id FROM policies LIMIT 1")
+    await pool.execute(
+        "UPDATE policies SET worker_id = $2 WHERE policy_id = $1", policy_id, uuid.uuid4()
+    )
 
     async with pool.acquire() as conn:
         report = await ledger.check(conn)
@@ -299,9 +304,15 @@ async def test_the_ledger_check_names_each_broken_invariant(pool: asyncpg.Pool) 
     assert set(report["violations"]) == {
         "committed_differs_from_ledger",
         "invoice_total_differs_from_lines",
+        "posting_names_no_policy_of_its_worker",
     }
+    orphans = report["violations"]["posting_names_no_policy_of_its_worker"]
+    assert {row["policy_id"] for row in orphans["examples"]} == {policy_id}
     await pool.execute("UPDATE funding_agreements SET committed = committed - 1")
     await pool.execute("UPDATE invoices SET total = total - 5")
+    await pool.execute(
+        "UPDATE policies SET worker_id = $2 WHERE policy_id = $1", policy_id, worker_id
+    )
 
 
 async def test_the_schedule_bills_each_month_once_from_its_billing_day(

@@ -247,6 +247,24 @@ async def test_premium_ledger_is_append_only(conn: asyncpg.Connection) -> None:
     )
 
 
+async def test_a_policy_the_ledger_names_is_never_deleted_or_renumbered(
+    conn: asyncpg.Connection,
+) -> None:
+    policy_id, worker_id = await _coverage_with_policy(conn)
+    await _post(conn, policy_id, worker_id, date(2026, 1, 1))
+
+    for statement, operation in [
+        ("DELETE FROM policies WHERE policy_id = $1", "DELETE"),
+        ("UPDATE policies SET policy_id = gen_random_uuid() WHERE policy_id = $1", "UPDATE"),
+    ]:
+        with pytest.raises(asyncpg.RaiseError, match=rf"never deleted or renumbered.*{operation}"):
+            await conn.execute(statement, policy_id)
+    with pytest.raises(asyncpg.RaiseError, match=r"never deleted or renumbered.*TRUNCATE"):
+        await conn.execute("TRUNCATE policies CASCADE")
+    await conn.execute("UPDATE policies SET occupation = 'petani' WHERE policy_id = $1", policy_id)
+    assert await conn.fetchval("SELECT count(*) FROM policies WHERE policy_id = $1", policy_id) == 1
+
+
 async def test_premium_ledger_one_premium_per_policy_and_month(conn: asyncpg.Connection) -> None:
     policy_id, worker_id = await _coverage_with_policy(conn)
     first = await _post(conn, policy_id, worker_id, date(2026, 1, 1))

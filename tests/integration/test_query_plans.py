@@ -220,12 +220,24 @@ async def test_coverage_billing_uses_indexes_on_200k_policies(service_pool: Serv
                 city,
                 june,
                 tariff,
+                run_id=run_id,
+                invoice_id=uuid.uuid4(),
                 after=middle,
                 limit=1_000,
-                correlation_id="plan",
-                occurred_at="2026-06-01T00:00:00Z",
             )
 
+        async def relay_page(c: Any) -> None:
+            await coverage_store.run_postings(
+                c, june, run_id, city.payer_account, after=middle, limit=1_000
+            )
+
+        async def first_months(c: Any) -> None:
+            invoice = coverage_store.OpenInvoice(uuid.uuid4(), created=True)
+            await coverage_store.line_first_months(c, invoice, city, june)
+
+        run_id = uuid.uuid4()
         assert await sequential_scans(conn, chunk, big) == []
+        assert await sequential_scans(conn, relay_page, big) == []
+        assert await sequential_scans(conn, first_months, big) == []
         lookup = lambda c: coverage_store.workers_with_policies(c, workers)  # noqa: E731
         assert await sequential_scans(conn, lookup, big) == []
