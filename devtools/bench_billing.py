@@ -62,10 +62,10 @@ async def bare_insert_seconds(pool: asyncpg.Pool, count: int) -> float:
         transaction = conn.transaction()
         await transaction.start()
         try:
-            await conn.execute("CREATE TEMPORARY TABLE bare (LIKE premium_ledger) ON COMMIT DROP")
+            await conn.execute("CREATE TABLE bench_bare (LIKE premium_ledger)")
             clock = time.perf_counter()
             await conn.execute(
-                """INSERT INTO bare (entry_id, policy_id, worker_id, period, entry_type,
+                """INSERT INTO bench_bare (entry_id, policy_id, worker_id, period, entry_type,
                                      jkk_amount, jkm_amount, amount, tariff_code,
                                      debit_account, credit_account, posted_at)
                    SELECT gen_random_uuid(), policy_id, worker_id, $1, 'premium', 10000,

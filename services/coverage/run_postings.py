@@ -3,10 +3,10 @@
 A run posting a million premiums would write a million outbox rows (each with its JSON)
 in its transaction, as many rows again as the postings. Instead each agreement's
 transaction writes one outbox row naming this source, with the run, month and payer;
-the relay reads the postings back in policy order, page by page, builds each event and
-publishes it. The row commits with the postings or not at all, so no posting is left
-without its event, and an event read twice (a relay crash mid-page) has the same id and
-bytes.
+the relay reads the postings back in policy order, page by page, each with its event
+(built in SQL, see store.run_posting_events), and publishes them. The row commits with
+the postings or not at all, so no posting is left without its event, and an event read
+twice (a relay crash mid-page) has the same id and bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from services.coverage import domain, store
-from shared.events import PremiumPosted
+from services.coverage import store
+from shared.events import PremiumPosted, wire_time
 from shared.outbox import OutboxRecord, SourcePage, enqueue_source
 
 SOURCE = "coverage.billing-run-postings"
@@ -70,21 +70,32 @@ class RunPostingsSource:
         self, conn: asyncpg.Connection, args: Mapping[str, Any], cursor: str | None, limit: int
     ) -> SourcePage:
         postings = RunPostings.of_args(args)
-        entries = await store.run_postings(
+        rows = await store.run_posting_events(
             conn,
             postings.period,
             postings.run_id,
             postings.debit_account,
             after=uuid.UUID(cursor) if cursor else FIRST_POLICY,
             limit=limit,
+            occurred_at=wire_time(postings.run_started_at),
+            correlation_id=postings.correlation_id,
         )
+        if not rows:
+            return SourcePage([], None)
+        # Every event of the run has the same headers. Taking them from the page's first
+        # event, parsed by the model, also checks the SQL-built JSON once per page.
+        headers = PremiumPosted.model_validate_json(rows[0]["value"]).kafka_headers()
         records = [
-            OutboxRecord.of(
-                domain.run_posting_event(entry, postings.run_started_at, postings.correlation_id)
+            OutboxRecord(
+                topic=PremiumPosted.TOPIC,
+                value=row["value"],
+                key=str(row["worker_id"]).encode(),
+                headers=headers,
+                event_id=row["event_id"],
             )
-            for entry in entries
+            for row in rows
         ]
-        return SourcePage(records, str(entries[-1].policy_id) if entries else None)
+        return SourcePage(records, str(rows[-1]["policy_id"]))
 
 
 SOURCES = {SOURCE: RunPostingsSource()}

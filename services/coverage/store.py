@@ -17,7 +17,6 @@ from services.coverage.domain import (
     Budget,
     LedgerEntry,
     Policy,
-    Premium,
     Tariff,
     month_end,
 )
@@ -309,7 +308,7 @@ async def bill_chunk(
                INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
                                            jkk_amount, jkm_amount, amount, tariff_code,
                                            debit_account, credit_account, billing_run_id)
-               SELECT gen_random_uuid(), d.policy_id, d.worker_id, $2, 'premium', d.jkk,
+               SELECT uuid_v7(), d.policy_id, d.worker_id, $2, 'premium', d.jkk,
                       $8::bigint, d.jkk + $8::bigint, $9, $10, $11, $12
                FROM due d
                WHERE NOT EXISTS (SELECT 1 FROM premium_ledger l
@@ -346,7 +345,7 @@ async def bill_chunk(
     return ChunkResult(row["last"], row["billable"], row["created"], row["amount"])
 
 
-async def run_postings(
+async def run_posting_events(
     conn: asyncpg.Connection,
     period: date,
     run_id: UUID,
@@ -354,34 +353,40 @@ async def run_postings(
     *,
     after: UUID,
     limit: int,
-) -> list[LedgerEntry]:
-    """The premiums a billing run posted for a month and payer, in policy order, after
-    policy ``after``."""
-    rows = await conn.fetch(
-        """SELECT entry_id, policy_id, worker_id, period, jkk_amount, jkm_amount,
-                  tariff_code, debit_account, credit_account
-           FROM premium_ledger
-           WHERE period = $1 AND policy_id > $4 AND billing_run_id = $2
-             AND debit_account = $3 AND entry_type = 'premium'
-           ORDER BY period, policy_id LIMIT $5""",
+    occurred_at: str,
+    correlation_id: str,
+) -> list[asyncpg.Record]:
+    """The PremiumPosted events of the premiums a billing run posted for a month and
+    payer, in policy order after policy ``after``: each posting's ``worker_id`` (the
+    key), ``event_id`` (domain.billing_event_id) and ``value`` (the event's JSON, built
+    here because building a million in Python would make the relay the bottleneck;
+    domain.run_posting_event is the same event, and a test holds them equal)."""
+    return await conn.fetch(
+        """SELECT l.policy_id, l.worker_id, e.event_id,
+                  convert_to(json_build_object(
+                      'event_id', e.event_id, 'occurred_at', $6::text,
+                      'correlation_id', $7::text, 'causation_id', NULL,
+                      'event_type', 'premium.posted', 'schema_version', 1,
+                      'entry_id', l.entry_id, 'policy_id', l.policy_id,
+                      'worker_id', l.worker_id, 'period', to_char(l.period, 'YYYY-MM'),
+                      'jkk_amount', l.jkk_amount, 'jkm_amount', l.jkm_amount,
+                      'amount', l.amount, 'debit_account', l.debit_account,
+                      'credit_account', l.credit_account)::text, 'UTF8') AS value
+           FROM premium_ledger l
+           CROSS JOIN LATERAL (
+               SELECT uuid_v3($8, 'premium.posted:' || l.entry_id) AS event_id) e
+           WHERE l.period = $1 AND l.policy_id > $4 AND l.billing_run_id = $2
+             AND l.debit_account = $3 AND l.entry_type = 'premium'
+           ORDER BY l.period, l.policy_id LIMIT $5""",
         period,
         run_id,
         debit_account,
         after,
         limit,
+        occurred_at,
+        correlation_id,
+        EVENT_ID_NAMESPACE,
     )
-    return [
-        LedgerEntry(
-            row["entry_id"],
-            row["policy_id"],
-            row["worker_id"],
-            row["period"],
-            Premium(row["jkk_amount"], row["jkm_amount"], row["tariff_code"]),
-            row["debit_account"],
-            row["credit_account"],
-        )
-        for row in rows
-    ]
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ async def test_the_cohort_gives_an_invoice_of_exactly_151_838_400_once(
     assert committed == 2 * 151_838_400  # May (posted at activation) and June
 
 
-async def test_a_runs_premium_posted_events_are_read_back_from_the_ledger_as_the_contract(
+async def test_a_runs_premium_posted_events_read_back_from_the_ledger_are_the_models(
     pool: asyncpg.Pool,
 ) -> None:
     workers = await enrol(pool, 3, date(2026, 5, 10))
@@ -118,8 +118,25 @@ async def test_a_runs_premium_posted_events_are_read_back_from_the_ledger_as_the
         )
     }
     assert set(entries) == {e.entry_id for _, e in june}
+    started_ms = datetime.fromisoformat(summary.started_at).timestamp() * 1000
+    for entry_id in entries:  # uuid_v7: the run's ids grow with time
+        assert entry_id.version == 7
+        assert 0 <= int(entry_id.hex[:12], 16) - started_ms < 60_000
     for record, event in june:
         entry = entries[event.entry_id]
+        posting = domain.LedgerEntry(
+            entry["entry_id"],
+            entry["policy_id"],
+            entry["worker_id"],
+            entry["period"],
+            domain.Premium(entry["jkk_amount"], entry["jkm_amount"], entry["tariff_code"]),
+            entry["debit_account"],
+            entry["credit_account"],
+        )
+        started = datetime.fromisoformat(summary.started_at)
+        model_built = domain.run_posting_event(posting, started, f"billing-run:{summary.run_id}")
+        assert event == model_built, "the JSON built in SQL is the model's event"
+        assert list(record.headers) == model_built.kafka_headers()
         assert record.event_id == event.event_id == domain.billing_event_id(event.entry_id)
         assert (event.policy_id, event.worker_id) == (entry["policy_id"], entry["worker_id"])
         assert (event.jkk_amount, event.jkm_amount, event.amount) == (10_000, 6_800, 16_800)

