@@ -161,7 +161,11 @@ async def bench(count: int, chunk: int, publish: bool) -> None:
                 f"in {time.perf_counter() - clock:.1f} s"
             )
             outbox = await pool.fetchval("SELECT count(*) FROM outbox")
-            print(f"outbox rows waiting for the relay: {outbox:,}")
+            sources = await pool.fetchval("SELECT count(*) FROM outbox_sources")
+            print(
+                f"outbox rows waiting for the relay: {outbox:,}, "
+                f"and {sources:,} standing for the runs' postings"
+            )
             if publish:
                 await publish_outbox(pool, count)
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,9 +1,10 @@
 """The transactional outbox: what a transaction decides to publish is written to the
 ``outbox`` table inside that transaction. The relay (``shared.relay``) publishes it.
 
-A row holds one record, or names a record source: many records the transaction wrote
-elsewhere (a billing run's ledger postings), read and published by the relay page by
-page, so that a statement posting a million rows does not write a million more."""
+A row holds one record. A row of ``outbox_sources`` (same id sequence, one order) names
+a record source instead: many records the transaction wrote elsewhere (a billing run's
+ledger postings), read and published by the relay page by page, so that a statement
+posting a million rows does not write a million more."""
 
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ async def enqueue_source(
     """Add a row standing for the records ``source`` reads with ``args`` (JSON), in the
     caller's transaction, so they are published in the outbox's order like any row."""
     await conn.execute(
-        "INSERT INTO outbox (topic, source, source_args) VALUES ($1, $2, $3::jsonb)",
+        "INSERT INTO outbox_sources (topic, source, args) VALUES ($1, $2, $3::jsonb)",
         topic,
         source,
         json.dumps(args),
@@ -135,7 +136,14 @@ async def read_source(
     source = sources.get(name)
     if source is None:
         raise UnknownSource(name)
-    return await source.read(conn, json.loads(args_json), cursor, limit)
+    page = await source.read(conn, json.loads(args_json), cursor, limit)
+    if len(page.records) > limit or (page.records and page.cursor is None):
+        # Either would publish records twice or out of turn, round after round.
+        raise RuntimeError(
+            f"record source {name!r} returned {len(page.records)} records for a page of "
+            f"{limit}, cursor {page.cursor!r}"
+        )
+    return page
 
 
 async def waiting_records(
@@ -143,31 +151,24 @@ async def waiting_records(
 ) -> list[OutboxRecord]:
     """Every record the outbox holds or stands for, in publication order (for tools and
     tests: it reads all of them)."""
-    found: list[OutboxRecord] = []
-    rows = await conn.fetch(
-        """SELECT topic, key, value, headers::text AS headers, event_id, source,
-                  source_args::text AS source_args, source_cursor
-           FROM outbox ORDER BY id"""
-    )
-    for row in rows:
-        if row["source"] is None:
-            found.append(
-                OutboxRecord(
-                    row["topic"],
-                    row["value"],
-                    row["key"],
-                    decode_headers(row["headers"]),
-                    row["event_id"],
-                )
-            )
-            continue
+    found: list[tuple[int, list[OutboxRecord]]] = []
+    for row in await conn.fetch(
+        "SELECT id, topic, key, value, headers::text AS headers, event_id FROM outbox"
+    ):
+        record = OutboxRecord(
+            row["topic"], row["value"], row["key"], decode_headers(row["headers"]), row["event_id"]
+        )
+        found.append((row["id"], [record]))
+    for row in await conn.fetch(
+        "SELECT id, source, args::text AS args, source_cursor FROM outbox_sources"
+    ):
+        records: list[OutboxRecord] = []
         cursor = row["source_cursor"]
         while True:
-            read = await read_source(
-                conn, sources or {}, row["source"], row["source_args"], cursor, page
-            )
-            found.extend(read.records)
+            read = await read_source(conn, sources or {}, row["source"], row["args"], cursor, page)
+            records.extend(read.records)
             if len(read.records) < page:
                 break
             cursor = read.cursor
-    return found
+        found.append((row["id"], records))
+    return [record for _, records in sorted(found, key=lambda f: f[0]) for record in records]

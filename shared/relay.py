@@ -64,15 +64,36 @@ def refused_for_good(error: BaseException) -> bool:
 
 MAX_BACKOFF_S = 10.0
 
-_Parked = tuple[int | None, OutboxRecord, BaseException]
-"""A record Kafka refused for good: its outbox row id (None if read from a source)."""
+MAX_BIGINT = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    record: OutboxRecord
+    outbox_id: int | None = None
+    """Its outbox row; None for a record read from a source."""
+    source_row: int | None = None
+    """The outbox_sources row it was read from."""
+
+
+_Parked = tuple[_Pending, BaseException]
+"""A record Kafka refused for good, and Kafka's answer."""
+
+
+def _reason(pending: _Pending, error: BaseException) -> str:
+    reason = repr(error)[:1000]
+    if pending.source_row is not None:
+        reason += f" (a record of outbox source row {pending.source_row})"
+    return reason
 
 
 @dataclass
 class _Round:
-    records: list[tuple[int | None, OutboxRecord]] = field(default_factory=list)
-    finished: list[int] = field(default_factory=list)
-    """Outbox rows whose every record is in this round: deleted when it commits."""
+    records: list[_Pending] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    """Outbox rows in this round: deleted when it commits."""
+    source_done: int | None = None
+    """A source row whose last records are in this round: deleted when it commits."""
     source_place: tuple[int, str | None] | None = None
     """A source row with records left after this round, and its new cursor."""
 
@@ -143,75 +164,89 @@ class OutboxRelay:
             await self._discard_producer()
 
     async def publish_batch(self) -> int:
-        """One round; returns how many records were published (or parked)."""
+        """One round; returns how many records were published (or parked). A round that
+        only retired an exhausted source row is followed at once by another, so 0 means
+        that nothing is waiting."""
+        while True:
+            sent, retired_source = await self._round()
+            if sent or not retired_source:
+                return sent
+
+    async def _round(self) -> tuple[int, bool]:
         async with self._pool.acquire() as conn:
             async with conn.transaction():
                 # One relay per schema publishes at a time: two claiming disjoint batches
                 # could publish one key's events out of order.
                 if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", self._lock_key):
-                    return 0
-                rows = await conn.fetch(
-                    """SELECT id, topic, key, value, headers::text AS headers, event_id, source,
-                              source_args::text AS source_args, source_cursor
-                       FROM outbox ORDER BY id
-                       LIMIT $1 FOR UPDATE SKIP LOCKED""",
-                    self._batch_size,
-                )
-                if not rows:
-                    return 0
-                batch = await self._records_of(conn, rows)
+                    return 0, False
+                batch = await self._claim(conn)
                 parked = await self._send(batch.records)
                 if parked:
                     await self._park(conn, parked)
-                if batch.finished:
+                if batch.rows:
                     await conn.execute(
-                        "DELETE FROM outbox WHERE id = ANY($1::bigint[])", batch.finished
+                        "DELETE FROM outbox WHERE id = ANY($1::bigint[])", batch.rows
                     )
-                if batch.source_place is not None:
+                if batch.source_done is not None:
                     await conn.execute(
-                        "UPDATE outbox SET source_cursor = $2 WHERE id = $1", *batch.source_place
+                        "DELETE FROM outbox_sources WHERE id = $1", batch.source_done
+                    )
+                elif batch.source_place is not None:
+                    await conn.execute(
+                        "UPDATE outbox_sources SET source_cursor = $2 WHERE id = $1",
+                        *batch.source_place,
                     )
             # Counted as soon as the commit returns, before the connection goes back
             # to the pool: a task cancelled there (a stopping service) keeps its count.
             self.published += len(batch.records) - len(parked)
-        return len(batch.records)
+        return len(batch.records), batch.source_done is not None
 
-    async def _records_of(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> _Round:
-        """The round's records in outbox order, up to the batch size. A source row gives
-        the records after its cursor; if it has more than fit, the round ends there and
-        the row keeps its new place, so nothing behind it overtakes its records."""
-        batch = _Round()
-        for row in rows:
-            if row["source"] is None:
-                batch.records.append(
-                    (
-                        row["id"],
-                        OutboxRecord(
-                            row["topic"],
-                            row["value"],
-                            row["key"],
-                            decode_headers(row["headers"]),
-                            row["event_id"],
-                        ),
-                    )
+    async def _claim(self, conn: asyncpg.Connection) -> _Round:
+        """The round's records in outbox order, up to the batch size: the rows before the
+        first source row, then that source's records after its cursor. If the source has
+        more than fit, it keeps its new place and the rows behind it wait, so nothing
+        overtakes its records."""
+        head = await conn.fetchrow(
+            """SELECT id, source, args::text AS args, source_cursor FROM outbox_sources
+               ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+        )
+        rows = await conn.fetch(
+            """SELECT id, topic, key, value, headers::text AS headers, event_id
+               FROM outbox WHERE id < $2 ORDER BY id
+               LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            self._batch_size,
+            head["id"] if head else MAX_BIGINT,
+        )
+        batch = _Round(
+            records=[
+                _Pending(
+                    OutboxRecord(
+                        row["topic"],
+                        row["value"],
+                        row["key"],
+                        decode_headers(row["headers"]),
+                        row["event_id"],
+                    ),
+                    outbox_id=row["id"],
                 )
-                batch.finished.append(row["id"])
-                continue
-            room = self._batch_size - len(batch.records)
-            if room <= 0:
-                break
-            page = await read_source(
-                conn, self._sources, row["source"], row["source_args"], row["source_cursor"], room
-            )
-            batch.records.extend((None, record) for record in page.records)
-            if len(page.records) < room:
-                batch.finished.append(row["id"])
-            else:
-                batch.source_place = (row["id"], page.cursor)
-                break
+                for row in rows
+            ],
+            rows=[row["id"] for row in rows],
+        )
+        room = self._batch_size - len(rows)
+        if head is None or room <= 0:
+            return batch
+        page = await read_source(
+            conn, self._sources, head["source"], head["args"], head["source_cursor"], room
+        )
+        batch.records += [_Pending(record, source_row=head["id"]) for record in page.records]
+        if len(page.records) < room:
+            batch.source_done = head["id"]
+        else:
+            batch.source_place = (head["id"], page.cursor)
         return batch
 
-    async def _send(self, records: list[tuple[int | None, OutboxRecord]]) -> list[_Parked]:
+    async def _send(self, records: list[_Pending]) -> list[_Parked]:
         """Send every record and wait (bounded) for Kafka's acknowledgements. Returns the
         records Kafka refused for good; raises on anything a retry may cure."""
         parked: list[_Parked] = []
@@ -220,7 +255,8 @@ class OutboxRelay:
         producer = await self._ensure_producer()
         async with asyncio.timeout(self._send_timeout_s):
             sending = []
-            for outbox_id, record in records:
+            for pending in records:
+                record = pending.record
                 try:
                     delivery = await producer.send(
                         self._topic_prefix + record.topic,
@@ -233,13 +269,13 @@ class OutboxRelay:
                 except Exception as error:
                     if not refused_for_good(error):
                         raise
-                    parked.append((outbox_id, record, error))  # refused before it left
+                    parked.append((pending, error))  # refused before it left
                 else:
-                    sending.append((outbox_id, record, delivery))
-            results = await asyncio.gather(*(d for _, _, d in sending), return_exceptions=True)
-        for (outbox_id, record, _), result in zip(sending, results, strict=True):
+                    sending.append((pending, delivery))
+            results = await asyncio.gather(*(d for _, d in sending), return_exceptions=True)
+        for (pending, _), result in zip(sending, results, strict=True):
             if isinstance(result, UNSENDABLE):
-                parked.append((outbox_id, record, result))
+                parked.append((pending, result))
             elif isinstance(result, BaseException):
                 raise result  # anything else: roll back, retry the whole round
         return parked
@@ -247,29 +283,34 @@ class OutboxRelay:
     async def _park(self, conn: asyncpg.Connection, parked: list[_Parked]) -> None:
         """Records Kafka will never take move aside with the reason, instead of failing
         every round and holding up everything behind them. A record read from a source
-        has no row of its own: it is parked under a new id."""
+        has no row of its own: it is parked under a new id, its reason naming the source
+        row it came from."""
         await conn.execute(
             """INSERT INTO outbox_parked (id, event_id, topic, key, value, headers, created_at,
                                           reason)
                SELECT coalesce(r.id, nextval(pg_get_serial_sequence('outbox', 'id'))),
                       r.event_id, r.topic, r.key, r.value, r.headers::jsonb,
-                      coalesce(o.created_at, now()), r.reason
-               FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bytea[], $5::bytea[],
-                           $6::text[], $7::text[])
-                    AS r(id, event_id, topic, key, value, headers, reason)
-               LEFT JOIN outbox o ON o.id = r.id""",
-            [outbox_id for outbox_id, _, _ in parked],
-            [record.event_id for _, record, _ in parked],
-            [record.topic for _, record, _ in parked],
-            [record.key for _, record, _ in parked],
-            [record.value for _, record, _ in parked],
-            [encode_headers(record.headers) for _, record, _ in parked],
-            [repr(error)[:1000] for _, _, error in parked],
+                      coalesce(o.created_at, s.created_at, now()), r.reason
+               FROM unnest($1::bigint[], $2::bigint[], $3::uuid[], $4::text[], $5::bytea[],
+                           $6::bytea[], $7::text[], $8::text[])
+                    AS r(id, source_row, event_id, topic, key, value, headers, reason)
+               LEFT JOIN outbox o ON o.id = r.id
+               LEFT JOIN outbox_sources s ON s.id = r.source_row""",
+            [pending.outbox_id for pending, _ in parked],
+            [pending.source_row for pending, _ in parked],
+            [pending.record.event_id for pending, _ in parked],
+            [pending.record.topic for pending, _ in parked],
+            [pending.record.key for pending, _ in parked],
+            [pending.record.value for pending, _ in parked],
+            [encode_headers(pending.record.headers) for pending, _ in parked],
+            [_reason(pending, error) for pending, error in parked],
         )
-        for outbox_id, record, error in parked:
+        for pending, error in parked:
+            record = pending.record
             log.error(
                 "outbox record parked",
-                outbox_id=outbox_id,
+                outbox_id=pending.outbox_id,
+                source_row=pending.source_row,
                 event_id=str(record.event_id) if record.event_id else None,
                 topic=record.topic,
                 error=repr(error),

@@ -294,8 +294,8 @@ def billing_event_id(entry_id: uuid.UUID) -> uuid.UUID:
 def run_posting_event(
     entry: LedgerEntry, run_started_at: datetime, correlation_id: str
 ) -> PremiumPosted:
-    """The PremiumPosted event of a posting a billing run made; the same bytes however
-    often the relay reads it back."""
+    """The PremiumPosted event of a posting a billing run made. The relay publishes it
+    as store.run_posting_events builds it in SQL; a test holds the two equal."""
     return PremiumPosted(
         event_id=billing_event_id(entry.entry_id),
         occurred_at=run_started_at,

@@ -375,9 +375,9 @@ async def run_posting_events(
            FROM premium_ledger l
            CROSS JOIN LATERAL (
                SELECT uuid_v3($8, 'premium.posted:' || l.entry_id) AS event_id) e
-           WHERE l.period = $1 AND l.policy_id > $4 AND l.billing_run_id = $2
-             AND l.debit_account = $3 AND l.entry_type = 'premium'
-           ORDER BY l.period, l.policy_id LIMIT $5""",
+           WHERE l.period = $1 AND l.debit_account = $3 AND l.billing_run_id = $2
+             AND l.policy_id > $4 AND l.entry_type = 'premium'
+           ORDER BY l.policy_id LIMIT $5""",
         period,
         run_id,
         debit_account,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import asyncpg
 import pytest
@@ -14,7 +14,9 @@ import pytest
 from services.coverage import billing, domain, run_postings
 from services.coverage.app import SPEC
 from shared.events import CoverageRefused, InvoiceIssued, PremiumPosted
+from shared.kafka import ensure_topics, new_producer
 from shared.outbox import waiting_records
+from shared.relay import OutboxRelay
 from tests.conftest import ServicePool
 from tests.integration.coverage_helpers import (
     CITY,
@@ -23,6 +25,7 @@ from tests.integration.coverage_helpers import (
     outbox_counts,
     set_ceiling,
 )
+from tests.integration.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -89,18 +92,17 @@ async def test_a_runs_premium_posted_events_read_back_from_the_ledger_are_the_mo
     pool: asyncpg.Pool,
 ) -> None:
     workers = await enrol(pool, 3, date(2026, 5, 10))
-    before = await pool.fetchval("SELECT count(*) FROM outbox")
+    before = await pool.fetchval("SELECT max(id) FROM outbox")
     summary = await billing.run(pool, JUNE, trigger="api")
 
-    rows = await pool.fetch(
-        "SELECT topic, source, source_args FROM outbox ORDER BY id OFFSET $1", before
-    )
-    assert [(r["topic"], r["source"]) for r in rows] == [
-        (PremiumPosted.TOPIC, run_postings.SOURCE),
-        (InvoiceIssued.TOPIC, None),
+    sources = await pool.fetch("SELECT topic, source FROM outbox_sources")
+    assert [(r["topic"], r["source"]) for r in sources] == [
+        (PremiumPosted.TOPIC, run_postings.SOURCE)
     ], "one row stands for the run's postings, not one row per posting"
+    added = await pool.fetch("SELECT topic FROM outbox WHERE id > $1", before)
+    assert [r["topic"] for r in added] == [InvoiceIssued.TOPIC]
     async with pool.acquire() as conn:
-        records = await waiting_records(conn, run_postings.SOURCES)
+        records = await waiting_records(conn, run_postings.SOURCES, page=2)
     june = [
         (r, PremiumPosted.model_validate_json(r.value or b""))
         for r in records
@@ -119,9 +121,9 @@ async def test_a_runs_premium_posted_events_read_back_from_the_ledger_are_the_mo
     }
     assert set(entries) == {e.entry_id for _, e in june}
     started_ms = datetime.fromisoformat(summary.started_at).timestamp() * 1000
-    for entry_id in entries:  # uuid_v7: the run's ids grow with time
+    for entry_id in entries:  # uuid_v7: the run's ids carry the time they were made
         assert entry_id.version == 7
-        assert 0 <= int(entry_id.hex[:12], 16) - started_ms < 60_000
+        assert abs(int(entry_id.hex[:12], 16) - started_ms) < 60_000
     for record, event in june:
         entry = entries[event.entry_id]
         posting = domain.LedgerEntry(
@@ -148,6 +150,79 @@ async def test_a_runs_premium_posted_events_read_back_from_the_ledger_are_the_mo
     async with pool.acquire() as conn:
         again = await waiting_records(conn, run_postings.SOURCES)
     assert [r.value for r in again] == [r.value for r in records], "read back byte for byte"
+
+
+async def test_the_coverage_relay_publishes_every_posting_of_a_run_to_kafka(
+    pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    await enrol(pool, 230, date(2026, 5, 10))
+    await pool.execute("DELETE FROM outbox")  # May's activation events: not this test's
+    summary = await billing.run(pool, JUNE, trigger="command", chunk=100)
+    topics = [topic_prefix + PremiumPosted.TOPIC, topic_prefix + InvoiceIssued.TOPIC]
+    await ensure_topics(kafka_bootstrap, topics)
+    relay = OutboxRelay(
+        pool,
+        SPEC.name,
+        lambda: new_producer(kafka_bootstrap, "perisai-test-relay"),
+        batch_size=50,
+        topic_prefix=topic_prefix,
+        sources=SPEC.outbox_sources,
+    )
+    await relay.drain(timeout_s=60)
+
+    assert relay.published == 231
+    assert await pool.fetchval("SELECT count(*) FROM outbox_sources") == 0
+    received = await read_topic(kafka_bootstrap, topics[0], at_least=230)
+    events = [PremiumPosted.model_validate_json(m.value) for m in received]
+    ledger = await pool.fetch(
+        "SELECT entry_id, worker_id FROM premium_ledger WHERE billing_run_id = $1",
+        uuid.UUID(summary.run_id),
+    )
+    assert sorted(e.entry_id for e in events) == sorted(r["entry_id"] for r in ledger)
+    assert {m.key for m in received} == {str(r["worker_id"]).encode() for r in ledger}
+    assert len(await read_topic(kafka_bootstrap, topics[1], at_least=1)) == 1
+
+
+async def test_a_run_postings_row_reads_its_own_run_and_payer_page_by_page(
+    service_pool: ServicePool,
+) -> None:
+    pool = await service_pool(SPEC)  # postings written directly: no ledger check after
+    run_id = uuid.uuid4()
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
+                                           jkk_amount, jkm_amount, amount, tariff_code,
+                                           debit_account, credit_account, billing_run_id)
+               SELECT uuid_v7(), gen_random_uuid(), gen_random_uuid(), $1, 'premium', 10000,
+                      6800, 16800, 'T', CASE WHEN n % 3 = 0 THEN 'payer:B' ELSE 'payer:A' END,
+                      'bpjstk:receivable',
+                      CASE WHEN n % 7 = 0 THEN NULL WHEN n % 11 = 0 THEN $3::uuid ELSE $2::uuid END
+               FROM generate_series(1, 200) AS n""",
+            JUNE,
+            run_id,
+            uuid.uuid4(),  # another run of the month
+        )
+        expected = {
+            payer: await conn.fetch(
+                """SELECT policy_id FROM premium_ledger
+                   WHERE billing_run_id = $1 AND debit_account = $2 ORDER BY policy_id""",
+                run_id,
+                payer,
+            )
+            for payer in ("payer:A", "payer:B")
+        }
+        started = datetime.now(UTC)
+        for payer in ("payer:B", "payer:A"):
+            await run_postings.enqueue(conn, run_postings.RunPostings(run_id, JUNE, payer, started))
+        records = await waiting_records(conn, run_postings.SOURCES, page=7)
+
+    events = [PremiumPosted.model_validate_json(r.value or b"") for r in records]
+    expected_ids = [r["policy_id"] for r in expected["payer:B"] + expected["payer:A"]]
+    assert len(expected_ids) > 100
+    assert [e.policy_id for e in events] == expected_ids
+    assert [e.debit_account for e in events] == [
+        payer for payer in ("payer:B", "payer:A") for _ in expected[payer]
+    ]
 
 
 async def test_a_policy_is_billed_from_the_month_cover_starts_until_the_month_it_ends(

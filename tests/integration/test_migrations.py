@@ -61,6 +61,7 @@ async def test_apply_creates_schema_tables_and_records(
         "schema_migrations",
         "outbox",
         "outbox_parked",
+        "outbox_sources",
         "inbox",
         "inbox_conflicts",
         "api_keys",
@@ -186,13 +187,17 @@ async def test_real_service_migrations_apply_cleanly(conn: asyncpg.Connection) -
         own = sorted(f"{service}/{p.name}" for p in folder.glob("*.sql"))
         assert own, f"no migrations found for {service}"
         assert applied == [*SHARED, *own]
-        common = {"outbox", "outbox_parked", "inbox", "schema_migrations"}
+        common = {"outbox", "outbox_parked", "outbox_sources", "inbox", "schema_migrations"}
         assert await tables(conn, service) >= expected | common, service
         assert await apply_migrations(conn, service, folder) == []
 
 
 async def _coverage_with_policy(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
     await apply_migrations(conn, "coverage", SERVICES / "coverage" / "migrations")
+    return await _add_policy(conn)
+
+
+async def _add_policy(conn: asyncpg.Connection) -> tuple[uuid.UUID, uuid.UUID]:
     await conn.execute("SET search_path TO coverage, public")
     policy_id, worker_id = uuid.uuid4(), uuid.uuid4()
     await conn.execute(
@@ -263,6 +268,38 @@ async def test_a_policy_the_ledger_names_is_never_deleted_or_renumbered(
         await conn.execute("TRUNCATE policies CASCADE")
     await conn.execute("UPDATE policies SET occupation = 'petani' WHERE policy_id = $1", policy_id)
     assert await conn.fetchval("SELECT count(*) FROM policies WHERE policy_id = $1", policy_id) == 1
+
+
+async def test_a_ledger_with_postings_upgrades_to_run_postings_and_policy_rules(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Coverage's migrations up to 0004, postings made under them, then the rest: the
+    postings stay as they were, with no run; the foreign key is gone, the rule stands."""
+    real = sorted((SERVICES / "coverage" / "migrations").glob("*.sql"))
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for path in real[:4]:
+        (folder / path.name).write_text(path.read_text())
+    await apply_migrations(conn, "coverage", folder)
+    policy_id, worker_id = await _add_policy(conn)
+    entries = [await _post(conn, policy_id, worker_id, date(2026, m, 1)) for m in (1, 2)]
+
+    for path in real[4:]:
+        (folder / path.name).write_text(path.read_text())
+    applied = await apply_migrations(conn, "coverage", folder)
+
+    assert applied == [f"coverage/{path.name}" for path in real[4:]]
+    rows = await conn.fetch("SELECT entry_id, billing_run_id FROM premium_ledger ORDER BY period")
+    assert [(r["entry_id"], r["billing_run_id"]) for r in rows] == [(e, None) for e in entries]
+    foreign_keys = await conn.fetchval(
+        """SELECT count(*) FROM pg_constraint
+           WHERE conrelid = 'coverage.premium_ledger'::regclass AND contype = 'f'
+             AND conname = 'premium_ledger_policy_id_fkey'"""
+    )
+    assert foreign_keys == 0
+    with pytest.raises(asyncpg.RaiseError, match="never deleted or renumbered"):
+        await conn.execute("DELETE FROM policies WHERE policy_id = $1", policy_id)
+    assert await conn.fetchval("SELECT uuid_v7()") != await conn.fetchval("SELECT uuid_v7()")
 
 
 async def test_premium_ledger_one_premium_per_policy_and_month(conn: asyncpg.Connection) -> None:

@@ -86,6 +86,30 @@ async def sequential_scans(
         await transaction.rollback()
 
 
+async def indexes_used(conn: asyncpg.Connection, call: Callable[[Any], Awaitable[Any]]) -> set[str]:
+    """The indexes the plans of ``call``'s statements scan (run in a transaction rolled
+    back after)."""
+    recorder = StatementRecorder(conn)
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        await call(recorder)
+        used: set[str] = set()
+        for sql, args in recorder.statements:
+            plan_json = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
+            used |= set(_index_names(json.loads(plan_json)[0]["Plan"]))
+        return used
+    finally:
+        await transaction.rollback()
+
+
+def _index_names(plan: dict[str, Any]) -> list[str]:
+    names = [plan["Index Name"]] if "Index Name" in plan else []
+    for child in plan.get("Plans", []):
+        names += _index_names(child)
+    return names
+
+
 def nik(n: int) -> str:
     return f"3575{n:012d}"
 
@@ -246,5 +270,7 @@ async def test_coverage_billing_uses_indexes_on_200k_policies(service_pool: Serv
         assert await sequential_scans(conn, chunk, big) == []
         assert await sequential_scans(conn, relay_page, big) == []
         assert await sequential_scans(conn, first_months, big) == []
+        assert await indexes_used(conn, relay_page) == {"premium_ledger_month_payer_run"}
+        assert await indexes_used(conn, first_months) >= {"premium_ledger_first_months"}
         lookup = lambda c: coverage_store.workers_with_policies(c, workers)  # noqa: E731
         assert await sequential_scans(conn, lookup, big) == []

@@ -63,6 +63,13 @@ class Numbers:
         return SourcePage(records, str(numbers[-1]) if numbers else None)
 
 
+async def waiting(pool: asyncpg.Pool) -> int:
+    """Rows of both outbox tables."""
+    return await pool.fetchval(  # type: ignore[no-any-return]
+        "SELECT (SELECT count(*) FROM outbox) + (SELECT count(*) FROM outbox_sources)"
+    )
+
+
 def plain(key: str, n: int) -> OutboxRecord:
     return OutboxRecord(
         topic=TOPIC, key=key.encode(), value=json.dumps({"key": key, "n": n}).encode()
@@ -94,8 +101,8 @@ async def test_a_source_row_publishes_its_records_in_place_in_pages(
         await enqueue(conn, [plain(key, 1000)])
 
     async with shared_schema_pool.acquire() as conn:
-        waiting = await waiting_records(conn, {SOURCE: numbers})
-    assert [json.loads(r.value or b"")["n"] for r in waiting] == [-1, *range(237), 1000]
+        listed = await waiting_records(conn, {SOURCE: numbers})
+    assert [json.loads(r.value or b"")["n"] for r in listed] == [-1, *range(237), 1000]
 
     relay = relay_of(
         shared_schema_pool,
@@ -106,7 +113,7 @@ async def test_a_source_row_publishes_its_records_in_place_in_pages(
     numbers.reads = 0
     await relay.drain(timeout_s=30)
 
-    assert await shared_schema_pool.fetchval("SELECT count(*) FROM outbox") == 0
+    assert await waiting(shared_schema_pool) == 0
     assert relay.published == 239
     assert numbers.reads == 5, "237 records after one row, in pages of the batch size (50)"
     received = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=239)
@@ -154,11 +161,11 @@ async def test_a_failed_round_resumes_from_the_last_committed_page(
     assert await relay.publish_batch() == 50
     with pytest.raises(KafkaTimeoutError):
         await relay.publish_batch()
-    cursor = await shared_schema_pool.fetchval("SELECT source_cursor FROM outbox")
+    cursor = await shared_schema_pool.fetchval("SELECT source_cursor FROM outbox_sources")
     assert cursor == "99", "the failed page left the row's place where it was"
     await relay.drain(timeout_s=30)
 
-    assert await shared_schema_pool.fetchval("SELECT count(*) FROM outbox") == 0
+    assert await waiting(shared_schema_pool) == 0
     received = numbers_of(
         await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=199), key
     )
@@ -175,12 +182,12 @@ async def test_a_row_naming_a_source_the_relay_lacks_stays_and_says_why(
     without = relay_of(shared_schema_pool, factory, {}, topic_prefix)
     with pytest.raises(UnknownSource, match=r"'test\.numbers'.*deploy the service version"):
         await without.publish_batch()
-    assert await shared_schema_pool.fetchval("SELECT count(*) FROM outbox") == 1
+    assert await waiting(shared_schema_pool) == 1
 
     with_it = relay_of(shared_schema_pool, factory, {SOURCE: Numbers()}, topic_prefix)
     await with_it.drain(timeout_s=20)
     assert with_it.published == 3
-    assert await shared_schema_pool.fetchval("SELECT count(*) FROM outbox") == 0
+    assert await waiting(shared_schema_pool) == 0
 
 
 async def test_a_source_record_kafka_refuses_for_good_is_parked_with_its_content(
@@ -207,7 +214,60 @@ async def test_a_source_record_kafka_refuses_for_good_is_parked_with_its_content
     assert parked["event_id"] == uuid.uuid5(uuid.NAMESPACE_URL, f"{key}:2")
     assert json.loads(parked["headers"]) == [["6e", b"2".hex()]]
     assert "MessageSizeTooLarge" in parked["reason"]
+    assert "a record of outbox source row" in parked["reason"]
     ids = await shared_schema_pool.fetchval("SELECT last_value FROM outbox_id_seq")
     assert parked["id"] == ids, "parked under a new id from the outbox's own sequence"
     received = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=4)
     assert numbers_of(received, key) == [-1, 0, 1, 3]
+
+
+async def test_rows_that_fill_the_batch_hold_the_source_back_until_their_turn(
+    shared_schema_pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    await ensure_topics(kafka_bootstrap, [topic_prefix + TOPIC], partitions=1)
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    numbers = Numbers()
+    async with shared_schema_pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, [plain(key, -n) for n in range(60, 0, -1)])  # more than a batch
+        await enqueue_source(conn, SOURCE, TOPIC, {"key": key, "count": 50})
+        await enqueue(conn, [plain(key, 1000)])
+    relay = relay_of(
+        shared_schema_pool,
+        lambda: new_producer(kafka_bootstrap, "perisai-test-relay"),
+        {SOURCE: numbers},
+        topic_prefix,
+    )
+
+    assert await relay.publish_batch() == 50
+    assert numbers.reads == 0, "no room left: the source is not read"
+    assert await relay.publish_batch() == 50  # the last 10 rows, then 40 of the source
+    assert await shared_schema_pool.fetchval("SELECT source_cursor FROM outbox_sources") == "39"
+    assert await relay.publish_batch() == 10  # its last 10 records: the row is retired
+    assert await relay.publish_batch() == 1
+    assert await relay.publish_batch() == 0
+    assert await waiting(shared_schema_pool) == 0
+    received = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=111)
+    assert numbers_of(received, key) == [*range(-60, 0), *range(50), 1000]
+
+
+async def test_a_source_ending_on_a_page_boundary_does_not_stop_a_drain(
+    shared_schema_pool: asyncpg.Pool, kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    await ensure_topics(kafka_bootstrap, [topic_prefix + TOPIC], partitions=1)
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    async with shared_schema_pool.acquire() as conn, conn.transaction():
+        await enqueue_source(conn, SOURCE, TOPIC, {"key": key, "count": 100})
+        await enqueue_source(conn, SOURCE, TOPIC, {"key": key, "count": 0})
+        await enqueue(conn, [plain(key, 1000)])
+    relay = relay_of(
+        shared_schema_pool,
+        lambda: new_producer(kafka_bootstrap, "perisai-test-relay"),
+        {SOURCE: Numbers()},
+        topic_prefix,
+    )
+    await relay.drain(timeout_s=30)
+
+    assert await waiting(shared_schema_pool) == 0
+    assert relay.published == 101
+    received = await read_topic(kafka_bootstrap, topic_prefix + TOPIC, at_least=101)
+    assert numbers_of(received, key) == [*range(100), 1000]
