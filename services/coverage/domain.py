@@ -19,6 +19,7 @@ from shared.events import (
     PremiumPosted,
     WorkerEnrolled,
     derive_event_id,
+    utc_now,
 )
 
 JKK_RATE_BASIS_POINTS = 100
@@ -296,10 +297,28 @@ def run_posting_event(
 ) -> PremiumPosted:
     """The PremiumPosted event of a posting a billing run made. The relay publishes it
     as store.run_posting_events builds it in SQL; a test holds the two equal."""
-    return PremiumPosted(
+    return premium_posted(
+        entry,
         event_id=billing_event_id(entry.entry_id),
         occurred_at=run_started_at,
         correlation_id=correlation_id,
+    )
+
+
+def premium_posted(
+    entry: LedgerEntry,
+    *,
+    event_id: uuid.UUID,
+    correlation_id: str,
+    causation_id: uuid.UUID | None = None,
+    occurred_at: datetime | None = None,
+) -> PremiumPosted:
+    """The PremiumPosted event of ``entry`` (occurred now unless told otherwise)."""
+    return PremiumPosted(
+        event_id=event_id,
+        occurred_at=occurred_at or utc_now(),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
         entry_id=entry.entry_id,
         policy_id=entry.policy_id,
         worker_id=entry.worker_id,
@@ -516,17 +535,9 @@ def activated_event(
 
 
 def posted_event(enrolled: Candidate, entry: LedgerEntry) -> PremiumPosted:
-    return PremiumPosted(
+    return premium_posted(
+        entry,
         event_id=derive_event_id("premium.posted", entry.entry_id),
         correlation_id=enrolled.correlation_id,
         causation_id=enrolled.causation_id,
-        entry_id=entry.entry_id,
-        policy_id=entry.policy_id,
-        worker_id=entry.worker_id,
-        period=f"{entry.period:%Y-%m}",
-        jkk_amount=entry.premium.jkk,
-        jkm_amount=entry.premium.jkm,
-        amount=entry.premium.total,
-        debit_account=entry.debit_account,
-        credit_account=entry.credit_account,
     )
