@@ -82,7 +82,7 @@ from shared.service import (
 SPEC = ServiceSpec(
     "coverage",
     Path(__file__).with_name("migrations"),
-    append_only=("premium_ledger",),
+    append_only=("premium_ledger", "invoice_run_lines"),
     outbox_sources=run_postings.SOURCES,
 )
 

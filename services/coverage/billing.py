@@ -228,7 +228,6 @@ async def _post_and_invoice(
             period,
             tariff,
             run_id=run_id,
-            invoice_id=invoice.invoice_id if invoice else None,
             after=after,
             limit=chunk,
         )
@@ -258,6 +257,8 @@ async def _post_and_invoice(
             conn, RunPostings(run_id, period, agreement.payer_account, started_at)
         )
     if invoice is not None:
+        if billed.postings_created:
+            await store.line_run_postings(conn, invoice, run_id)
         first_months, first_months_amount = await store.line_first_months(
             conn, invoice, agreement, period
         )

@@ -239,10 +239,20 @@ async def policy_of(conn: asyncpg.Connection, worker_id: UUID) -> dict[str, obje
     )
     if policy is None:
         return None
+    # The ledger's only policy-led index holds premiums; a reversal is found through the
+    # premium it reverses (same policy: a ledger check invariant). A plain "policy_id = $1"
+    # read every entry of the ledger.
     entries = await conn.fetch(
-        """SELECT entry_id, to_char(period, 'YYYY-MM') AS period, entry_type, jkk_amount,
+        """WITH premiums AS (
+               SELECT * FROM premium_ledger WHERE policy_id = $1 AND entry_type = 'premium'
+           ), entries AS (
+               SELECT * FROM premiums
+               UNION ALL
+               SELECT r.* FROM premiums p JOIN premium_ledger r ON r.reverses = p.entry_id
+           )
+           SELECT entry_id, to_char(period, 'YYYY-MM') AS period, entry_type, jkk_amount,
                   jkm_amount, amount, tariff_code, debit_account, credit_account, posted_at
-           FROM premium_ledger WHERE policy_id = $1 ORDER BY posted_at, period""",
+           FROM entries ORDER BY posted_at, period""",
         policy["policy_id"],
     )
     return {**dict(policy), "ledger": [dict(e) for e in entries]}
@@ -284,44 +294,38 @@ async def bill_chunk(
     tariff: Tariff,
     *,
     run_id: UUID,
-    invoice_id: UUID | None,
     after: UUID,
     limit: int,
 ) -> ChunkResult:
     """Post the month's premium for the next ``limit`` billable policies after
-    ``after`` (by policy id), in one statement, each ledger row naming the run. A
-    (policy, month) already posted is skipped (looked up first, because a conflicting
-    insert costs far more; the ledger's unique index is what guarantees it), so any number
-    of runs posts it once. The premium is Tariff.premium in SQL: JKK = income basis x
-    basis points / 10,000 (truncated), plus the flat JKM. Each new posting is also a
-    line of ``invoice_id`` (unless None: a void invoice), with the policy's kecamatan and
-    occupation. The PremiumPosted events are the run's outbox source (``run_postings``),
-    not rows written here."""
+    ``after`` (by policy id), in one statement, each ledger row naming the run and the
+    policy's kecamatan and occupation (its invoice line: ``line_run_postings``). A
+    (policy, month) already posted is skipped by the ledger's unique index, so any
+    number of runs posts it once. The premium is Tariff.premium in SQL: JKK = income
+    basis x basis points / 10,000 (truncated), plus the flat JKM. Entry ids are one
+    UUIDv7 series per chunk, in policy order. The PremiumPosted events are the run's
+    outbox source (``run_postings``), not rows written here."""
     row = await conn.fetchrow(
         f"""WITH due AS (
                SELECT p.policy_id, p.worker_id, p.kecamatan_code, p.occupation,
-                      coalesce($4::bigint, p.declared_income) * $5::bigint / 10000 AS jkk
+                      coalesce($4::bigint, p.declared_income) * $5::bigint / 10000 AS jkk,
+                      row_number() OVER (ORDER BY p.policy_id) AS n
                FROM policies p
                WHERE {BILLABLE} AND p.policy_id > $6
                ORDER BY p.policy_id LIMIT $7
+           ), series AS (
+               SELECT uuid_v7() AS base
            ), posted AS (
                INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
                                            jkk_amount, jkm_amount, amount, tariff_code,
-                                           debit_account, credit_account, billing_run_id)
-               SELECT uuid_v7(), d.policy_id, d.worker_id, $2, 'premium', d.jkk,
-                      $8::bigint, d.jkk + $8::bigint, $9, $10, $11, $12
-               FROM due d
-               WHERE NOT EXISTS (SELECT 1 FROM premium_ledger l
-                                 WHERE l.policy_id = d.policy_id AND l.period = $2
-                                   AND l.entry_type = 'premium')
+                                           debit_account, credit_account, billing_run_id,
+                                           kecamatan_code, occupation)
+               SELECT uuid_v7_series(s.base, d.n), d.policy_id, d.worker_id, $2, 'premium',
+                      d.jkk, $8::bigint, d.jkk + $8::bigint, $9, $10, $11, $12,
+                      d.kecamatan_code, d.occupation
+               FROM due d CROSS JOIN series s
                ON CONFLICT (policy_id, period) WHERE entry_type = 'premium' DO NOTHING
-               RETURNING entry_id, policy_id, amount
-           ), lined AS (
-               INSERT INTO invoice_lines (entry_id, invoice_id, policy_id, amount,
-                                          kecamatan_code, occupation)
-               SELECT x.entry_id, $13, x.policy_id, x.amount, d.kecamatan_code, d.occupation
-               FROM posted x JOIN due d USING (policy_id)
-               WHERE $13::uuid IS NOT NULL
+               RETURNING amount
            )
            SELECT (SELECT policy_id FROM due ORDER BY policy_id DESC LIMIT 1) AS last,
                   (SELECT count(*) FROM due) AS billable,
@@ -339,7 +343,6 @@ async def bill_chunk(
         agreement.payer_account,
         BPJSTK_RECEIVABLE_ACCOUNT,
         run_id,
-        invoice_id,
     )
     assert row is not None
     return ChunkResult(row["last"], row["billable"], row["created"], row["amount"])
@@ -427,21 +430,32 @@ async def open_invoice(
     return None if status == "void" else OpenInvoice(invoice_id, bool(created))
 
 
+async def line_run_postings(conn: asyncpg.Connection, invoice: OpenInvoice, run_id: UUID) -> None:
+    """Make every premium the run ``run_id`` posted for the invoice's agreement and month
+    a line of ``invoice`` (one row, read through the ``invoice_lines`` view)."""
+    await conn.execute(
+        "INSERT INTO invoice_run_lines (invoice_id, billing_run_id) VALUES ($1, $2)",
+        invoice.invoice_id,
+        run_id,
+    )
+
+
 async def line_first_months(
     conn: asyncpg.Connection, invoice: OpenInvoice, agreement: Agreement, period: date
 ) -> tuple[int, int]:
-    """Put the month's premiums posted at activation (not by a billing run, which lines
-    its own postings) that no invoice holds yet on ``invoice``. Returns how many lines,
-    and their Rupiah."""
+    """List the month's premiums posted at activation (not by a billing run, whose
+    postings are lined by ``line_run_postings``) that no invoice holds yet on
+    ``invoice``. Returns how many lines, and their Rupiah."""
     added = await conn.fetchrow(
         """WITH added AS (
-               INSERT INTO invoice_lines (entry_id, invoice_id, policy_id, amount,
+               INSERT INTO invoice_listed_lines (entry_id, invoice_id, policy_id, amount,
                                           kecamatan_code, occupation)
                SELECT l.entry_id, $1, l.policy_id, l.amount, p.kecamatan_code, p.occupation
                FROM premium_ledger l JOIN policies p USING (policy_id)
                WHERE l.period = $2 AND l.billing_run_id IS NULL AND l.entry_type = 'premium'
                  AND l.debit_account = $3
-                 AND NOT EXISTS (SELECT 1 FROM invoice_lines i WHERE i.entry_id = l.entry_id)
+                 AND NOT EXISTS (SELECT 1 FROM invoice_listed_lines i
+                                 WHERE i.entry_id = l.entry_id)
                RETURNING amount)
            SELECT count(*) AS n, coalesce(sum(amount), 0)::bigint AS amount FROM added""",
         invoice.invoice_id,
@@ -795,6 +809,13 @@ async def reverse_entries(
     return {row["agreement_code"]: row["amount"] for row in rows}
 
 
+LINES_OF_INVOICE = """SELECT policy_id FROM invoice_lines WHERE invoice_id = o.invoice_id
+                      OFFSET 0"""
+"""The policies on invoice ``o`` (laterally): joined to the ``invoice_lines`` view, the
+view's run half (a join) would be computed whole, every run posting of every month;
+given the invoice, each half is an index range. OFFSET 0 keeps it a subquery."""
+
+
 @dataclass(frozen=True)
 class Lapse:
     policy: PolicyFacts
@@ -808,7 +829,7 @@ async def lapse_overdue(conn: asyncpg.Connection, today: date) -> list[Lapse]:
     """Active policies on an invoice unpaid past its agreement's grace become lapsed
     (the oldest such invoice is named)."""
     rows = await conn.fetch(
-        """WITH overdue AS (
+        f"""WITH overdue AS (
                SELECT i.invoice_id, i.period, a.grace_months, i.revision
                FROM invoices i JOIN funding_agreements a ON a.code = i.agreement_code
                WHERE i.status = 'pending' AND i.paid_amount < i.total
@@ -817,7 +838,7 @@ async def lapse_overdue(conn: asyncpg.Connection, today: date) -> list[Lapse]:
            ), chosen AS (
                SELECT DISTINCT ON (l.policy_id) l.policy_id, o.invoice_id, o.period,
                       o.grace_months, o.revision
-               FROM invoice_lines l JOIN overdue o USING (invoice_id)
+               FROM overdue o CROSS JOIN LATERAL ({LINES_OF_INVOICE}) l
                ORDER BY l.policy_id, o.period
            )
            UPDATE policies p SET status = 'lapsed', lapsed_by = c.invoice_id,
@@ -854,19 +875,21 @@ async def reinstate_settled(
     void) and that no other overdue invoice covers become active again. Returns each
     with the invoice and its revision."""
     rows = await conn.fetch(
-        """WITH overdue AS (
+        f"""WITH overdue AS (
                SELECT i.invoice_id
                FROM invoices i JOIN funding_agreements a ON a.code = i.agreement_code
                WHERE i.status = 'pending' AND i.paid_amount < i.total
                  AND i.period < date_trunc('month', $1::date)
                                 - make_interval(months => a.grace_months)
+           ), still_overdue AS MATERIALIZED (
+               SELECT DISTINCT l.policy_id
+               FROM overdue o CROSS JOIN LATERAL ({LINES_OF_INVOICE}) l
            ), settled AS (
                SELECT p.policy_id, p.lapsed_by, i.revision
                FROM policies p JOIN invoices i ON i.invoice_id = p.lapsed_by
                WHERE p.status = 'lapsed' AND i.status IN ('paid', 'void')
                  AND ($2::uuid IS NULL OR p.lapsed_by = $2)
-                 AND NOT EXISTS (SELECT 1 FROM invoice_lines l JOIN overdue o USING (invoice_id)
-                                 WHERE l.policy_id = p.policy_id)
+                 AND NOT EXISTS (SELECT 1 FROM still_overdue s WHERE s.policy_id = p.policy_id)
            )
            UPDATE policies p SET status = 'active', lapsed_by = NULL, status_reason = NULL
            FROM settled s
@@ -1085,13 +1108,18 @@ LEDGER_CHECKS: dict[str, str] = {
         GROUP BY i.invoice_id
         HAVING i.total <> coalesce(sum(l.amount), 0) OR i.headcount <> count(l.entry_id)""",
     "invoice_line_not_a_posting_of_its_month": """
-        SELECT l.entry_id, l.invoice_id FROM invoice_lines l
+        SELECT l.entry_id, l.invoice_id FROM invoice_listed_lines l
         LEFT JOIN invoices i USING (invoice_id)
         LEFT JOIN premium_ledger e ON e.entry_id = l.entry_id
         WHERE i.invoice_id IS NULL OR e.entry_id IS NULL
            OR e.entry_type <> 'premium' OR e.period <> i.period OR e.amount <> l.amount
            OR e.debit_account <> 'payer:' || i.agreement_code
            OR e.policy_id <> l.policy_id""",
+    "posting_listed_and_lined_by_its_run": """
+        SELECT l.entry_id, l.invoice_id, e.billing_run_id FROM invoice_listed_lines l
+        JOIN premium_ledger e USING (entry_id)
+        JOIN invoice_run_lines r
+          ON r.invoice_id = l.invoice_id AND r.billing_run_id = e.billing_run_id""",
     "void_invoice_not_reversed": """
         SELECT l.invoice_id, l.entry_id FROM invoice_lines l JOIN invoices i USING (invoice_id)
         WHERE i.status = 'void'
@@ -1111,7 +1139,10 @@ LEDGER_NOTICES: dict[str, str] = {
         FROM premium_ledger e
         JOIN invoices i ON i.period = e.period AND 'payer:' || i.agreement_code = e.debit_account
         WHERE e.entry_type = 'premium' AND i.status <> 'void'
-          AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.entry_id = e.entry_id)""",
+          AND NOT EXISTS (SELECT 1 FROM invoice_listed_lines l WHERE l.entry_id = e.entry_id)
+          AND NOT EXISTS (SELECT 1 FROM invoice_run_lines r
+                          WHERE r.invoice_id = i.invoice_id
+                            AND r.billing_run_id = e.billing_run_id)""",
     "reversed_posting_on_an_open_invoice": """
         SELECT l.invoice_id, l.entry_id FROM invoice_lines l JOIN invoices i USING (invoice_id)
         WHERE i.status <> 'void'
@@ -1237,7 +1268,7 @@ async def uninvoiced_months(conn: asyncpg.Connection, since: date) -> list[tuple
            WHERE l.entry_type = 'premium' AND l.period >= $1
              AND l.billing_run_id IS NULL
              AND EXISTS (SELECT 1 FROM billing_runs r WHERE r.period = l.period)
-             AND NOT EXISTS (SELECT 1 FROM invoice_lines i WHERE i.entry_id = l.entry_id)
+             AND NOT EXISTS (SELECT 1 FROM invoice_listed_lines i WHERE i.entry_id = l.entry_id)
            ORDER BY a.code, l.period""",
         since,
     )

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 import asyncpg
 import pytest
 
-from services.coverage import billing, domain, run_postings
+from services.coverage import billing, domain, run_postings, store
 from services.coverage.app import SPEC
 from shared.events import CoverageRefused, InvoiceIssued, PremiumPosted
 from shared.kafka import ensure_topics, new_producer
@@ -46,6 +46,20 @@ async def test_sql_uuid_v3_is_pythons_uuid3(pool: asyncpg.Pool) -> None:
     for name in names:
         ours = await pool.fetchval("SELECT uuid_v3($1, $2)", domain.POLICY_NAMESPACE, name)
         assert ours == uuid.uuid3(domain.POLICY_NAMESPACE, name), name
+
+
+async def test_sql_uuid_v7_series_numbers_one_base_in_order(pool: asyncpg.Pool) -> None:
+    rows = await pool.fetch(
+        "SELECT uuid_v7_series(b.base, n) AS id, b.base FROM (SELECT uuid_v7() AS base) b, "
+        "generate_series(1, 300) AS n ORDER BY n"
+    )
+    ids = [row["id"] for row in rows]
+    base = rows[0]["base"]
+    assert {i.version for i in ids} == {7}
+    assert {i.variant for i in ids} == {uuid.RFC_4122}
+    assert ids == sorted(ids) and len(set(ids)) == 300
+    assert {i.int >> 48 for i in ids} == {base.int >> 48}, "the base's time and random bits"
+    assert [i.int & (2**48 - 1) for i in ids] == list(range(1, 301))
 
 
 async def test_the_cohort_gives_an_invoice_of_exactly_151_838_400_once(
@@ -192,12 +206,20 @@ async def test_a_run_postings_row_reads_its_own_run_and_payer_page_by_page(
         await conn.execute(
             """INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
                                            jkk_amount, jkm_amount, amount, tariff_code,
-                                           debit_account, credit_account, billing_run_id)
+                                           debit_account, credit_account, billing_run_id,
+                                           kecamatan_code, occupation)
                SELECT uuid_v7(), gen_random_uuid(), gen_random_uuid(), $1, 'premium', 10000,
                       6800, 16800, 'T', CASE WHEN n % 3 = 0 THEN 'payer:B' ELSE 'payer:A' END,
-                      'bpjstk:receivable',
-                      CASE WHEN n % 7 = 0 THEN NULL WHEN n % 11 = 0 THEN $3::uuid ELSE $2::uuid END
-               FROM generate_series(1, 200) AS n""",
+                      'bpjstk:receivable', r.run, r.kecamatan, r.occupation
+               FROM generate_series(1, 200) AS n
+               CROSS JOIN LATERAL (
+                   SELECT CASE WHEN n % 7 = 0 THEN NULL WHEN n % 11 = 0 THEN $3::uuid
+                               ELSE $2::uuid END AS run) AS pick
+               CROSS JOIN LATERAL (
+                   SELECT pick.run, CASE WHEN pick.run IS NULL THEN NULL ELSE '35.75.01' END
+                                    AS kecamatan,
+                          CASE WHEN pick.run IS NULL THEN NULL ELSE 'pedagang' END
+                                    AS occupation) AS r""",
             JUNE,
             run_id,
             uuid.uuid4(),  # another run of the month
@@ -223,6 +245,49 @@ async def test_a_run_postings_row_reads_its_own_run_and_payer_page_by_page(
     assert [e.debit_account for e in events] == [
         payer for payer in ("payer:B", "payer:A") for _ in expected[payer]
     ]
+
+
+async def test_a_runs_postings_are_its_invoices_lines_by_one_row_as_billed(
+    pool: asyncpg.Pool,
+) -> None:
+    """The run does not copy its postings into invoice lines: one invoice_run_lines row
+    stands for them, and each posting carries its kecamatan and occupation as billed.
+    First months posted later are still listed one by one."""
+    await enrol(pool, 10, date(2026, 5, 10))
+    first = await billing.run(pool, JUNE, trigger="command", chunk=4)
+    moved, billed_in = await pool.fetchrow(  # type: ignore[misc]
+        "SELECT policy_id, kecamatan_code FROM policies ORDER BY policy_id LIMIT 1"
+    )
+    await pool.execute(
+        "UPDATE policies SET kecamatan_code = 'elsewhere' WHERE policy_id = $1", moved
+    )
+    await enrol(pool, 1, date(2026, 6, 20), first=100)  # June's first month, posted now
+    again = await billing.run(pool, JUNE, trigger="command", chunk=4)
+
+    invoice_id = uuid.UUID(first.agreements[0].invoice_id or "")
+    assert again.postings_created == 0 and again.agreements[0].invoice_revision == 2
+    run_lines = await pool.fetch("SELECT invoice_id, billing_run_id FROM invoice_run_lines")
+    assert [tuple(r) for r in run_lines] == [(invoice_id, uuid.UUID(first.run_id))]
+    listed = await pool.fetch("SELECT entry_id FROM invoice_listed_lines")
+    late = await pool.fetchval(
+        "SELECT entry_id FROM premium_ledger WHERE period = $1 AND billing_run_id IS NULL", JUNE
+    )
+    assert [r["entry_id"] for r in listed] == [late]
+    async with pool.acquire() as conn:
+        lines = await store.invoice_lines(conn, invoice_id)
+        shown = await store.invoice(conn, invoice_id)
+    assert len(lines) == 11 and shown is not None and shown["headcount"] == 11
+    billed_there = [line for line in lines if line["policy_id"] == moved]
+    assert [line["kecamatan_code"] for line in billed_there] == [billed_in], "as billed"
+
+    posted = await pool.fetch(
+        "SELECT entry_id FROM premium_ledger WHERE billing_run_id = $1 ORDER BY policy_id",
+        uuid.UUID(first.run_id),
+    )
+    ids = [r["entry_id"] for r in posted]
+    assert len(set(ids)) == 10 and {i.version for i in ids} == {7}
+    for chunk in (ids[0:4], ids[4:8], ids[8:10]):
+        assert chunk == sorted(chunk), "a chunk numbers its postings in policy order"
 
 
 async def test_a_policy_is_billed_from_the_month_cover_starts_until_the_month_it_ends(

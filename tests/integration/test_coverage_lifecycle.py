@@ -11,7 +11,7 @@ from datetime import date
 import asyncpg
 import pytest
 
-from services.coverage import agreements, billing, invoices, ledger, policies
+from services.coverage import agreements, billing, invoices, ledger, policies, store
 from services.coverage.app import SPEC
 from services.coverage.errors import Refused
 from services.coverage.schedule import Scheduler
@@ -284,7 +284,15 @@ async def test_an_ended_policy_is_not_billed_after_its_end_and_later_months_are_
     assert august.policies_billed == 2
     async with pool.acquire() as conn:
         report = await ledger.check(conn)
+        shown = await store.policy_of(conn, workers[0].worker_id)
     assert "reversed_posting_on_an_open_invoice" in report["notices"]  # July's credit
+    assert shown is not None
+    assert [(e["period"], e["entry_type"]) for e in shown["ledger"]] == [  # type: ignore[attr-defined]
+        ("2026-05", "premium"),
+        ("2026-06", "premium"),
+        ("2026-07", "premium"),
+        ("2026-07", "reversal"),
+    ]
 
 
 async def test_the_ledger_check_names_each_broken_invariant(pool: asyncpg.Pool) -> None:
@@ -296,6 +304,13 @@ async def test_the_ledger_check_names_each_broken_invariant(pool: asyncpg.Pool) 
     await pool.execute(
         "UPDATE policies SET worker_id = $2 WHERE policy_id = $1", policy_id, uuid.uuid4()
     )
+    listed_twice = await pool.fetchval(
+        """INSERT INTO invoice_listed_lines (entry_id, invoice_id, policy_id, amount,
+                                            kecamatan_code, occupation)
+           SELECT e.entry_id, r.invoice_id, e.policy_id, e.amount, 'x', 'y'
+           FROM premium_ledger e JOIN invoice_run_lines r USING (billing_run_id)
+           LIMIT 1 RETURNING entry_id"""
+    )
 
     async with pool.acquire() as conn:
         report = await ledger.check(conn)
@@ -305,7 +320,11 @@ async def test_the_ledger_check_names_each_broken_invariant(pool: asyncpg.Pool) 
         "committed_differs_from_ledger",
         "invoice_total_differs_from_lines",
         "posting_names_no_policy_of_its_worker",
+        "posting_listed_and_lined_by_its_run",
     }
+    twice = report["violations"]["posting_listed_and_lined_by_its_run"]
+    assert [row["entry_id"] for row in twice["examples"]] == [listed_twice]
+    await pool.execute("DELETE FROM invoice_listed_lines WHERE entry_id = $1", listed_twice)
     orphans = report["violations"]["posting_names_no_policy_of_its_worker"]
     assert {row["policy_id"] for row in orphans["examples"]} == {policy_id}
     await pool.execute("UPDATE funding_agreements SET committed = committed - 1")

@@ -110,8 +110,13 @@ async def test_the_coverage_role_may_only_add_to_the_ledger(
         "ALTER TABLE coverage.premium_ledger DISABLE TRIGGER ALL",
         "ALTER TABLE coverage.premium_ledger DISABLE TRIGGER USER",
         "SET session_replication_role = replica",
+        "DELETE FROM coverage.invoice_run_lines",
+        "UPDATE coverage.invoice_run_lines SET billing_run_id = gen_random_uuid()",
     ):
         await refused(coverage, statement)
+    assert await coverage.fetchval(
+        "SELECT has_table_privilege('coverage.invoice_run_lines', 'INSERT')"
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.coverage.store import LEDGER_CHECKS
 from shared.migrations import SHARED_MIGRATIONS, MigrationError, apply_migrations
 
 pytestmark = pytest.mark.integration
@@ -270,25 +271,33 @@ async def test_a_policy_the_ledger_names_is_never_deleted_or_renumbered(
     assert await conn.fetchval("SELECT count(*) FROM policies WHERE policy_id = $1", policy_id) == 1
 
 
+COVERAGE_MIGRATIONS = sorted((SERVICES / "coverage" / "migrations").glob("*.sql"))
+
+
+async def _coverage_migrations_up_to(
+    conn: asyncpg.Connection, tmp_path: Path, count: int | None
+) -> list[str]:
+    """Apply coverage's first ``count`` migrations (all with None) from a folder under
+    ``tmp_path`` that grows with each call, as a deployment's would."""
+    folder = tmp_path / "migrations"
+    folder.mkdir(exist_ok=True)
+    for path in COVERAGE_MIGRATIONS[:count]:
+        (folder / path.name).write_text(path.read_text())
+    return await apply_migrations(conn, "coverage", folder)
+
+
 async def test_a_ledger_with_postings_upgrades_to_run_postings_and_policy_rules(
     conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
     """Coverage's migrations up to 0004, postings made under them, then the rest: the
     postings stay as they were, with no run; the foreign key is gone, the rule stands."""
-    real = sorted((SERVICES / "coverage" / "migrations").glob("*.sql"))
-    folder = tmp_path / "migrations"
-    folder.mkdir()
-    for path in real[:4]:
-        (folder / path.name).write_text(path.read_text())
-    await apply_migrations(conn, "coverage", folder)
+    await _coverage_migrations_up_to(conn, tmp_path, 4)
     policy_id, worker_id = await _add_policy(conn)
     entries = [await _post(conn, policy_id, worker_id, date(2026, m, 1)) for m in (1, 2)]
 
-    for path in real[4:]:
-        (folder / path.name).write_text(path.read_text())
-    applied = await apply_migrations(conn, "coverage", folder)
+    applied = await _coverage_migrations_up_to(conn, tmp_path, None)
 
-    assert applied == [f"coverage/{path.name}" for path in real[4:]]
+    assert applied == [f"coverage/{path.name}" for path in COVERAGE_MIGRATIONS[4:]]
     rows = await conn.fetch("SELECT entry_id, billing_run_id FROM premium_ledger ORDER BY period")
     assert [(r["entry_id"], r["billing_run_id"]) for r in rows] == [(e, None) for e in entries]
     foreign_keys = await conn.fetchval(
@@ -300,6 +309,61 @@ async def test_a_ledger_with_postings_upgrades_to_run_postings_and_policy_rules(
     with pytest.raises(asyncpg.RaiseError, match="never deleted or renumbered"):
         await conn.execute("DELETE FROM policies WHERE policy_id = $1", policy_id)
     assert await conn.fetchval("SELECT uuid_v7()") != await conn.fetchval("SELECT uuid_v7()")
+
+
+async def test_invoices_lined_one_by_one_before_0007_keep_their_lines(
+    conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """A run made under 0006 listed each posting as an invoice line; after 0007 the
+    invoice_lines view shows those lines once, the invariants hold, and a new run
+    posting must say where it was billed."""
+    await _coverage_migrations_up_to(conn, tmp_path, 6)
+    policy_id, worker_id = await _add_policy(conn)
+    run_id, invoice_id = uuid.uuid4(), uuid.uuid4()
+    entry = await conn.fetchval(  # a posting of a run, as 0006's runs made them
+        """INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
+                                       jkk_amount, jkm_amount, amount, tariff_code,
+                                       debit_account, credit_account, billing_run_id)
+           VALUES (uuid_v7(), $1, $2, '2026-02-01', 'premium', 10000, 6800, 16800, 'T',
+                   'payer:KOTA-PASURUAN-DBHCHT', 'bpjstk:receivable', $3)
+           RETURNING entry_id""",
+        policy_id,
+        worker_id,
+        run_id,
+    )
+    await conn.execute(
+        """INSERT INTO invoices (invoice_id, agreement_code, period, headcount, total)
+           VALUES ($1, 'KOTA-PASURUAN-DBHCHT', '2026-02-01', 1, 16800)""",
+        invoice_id,
+    )
+    await conn.execute(
+        """INSERT INTO invoice_lines (entry_id, invoice_id, policy_id, amount,
+                                      kecamatan_code, occupation)
+           SELECT entry_id, $1, policy_id, amount, '35.75.01', 'pedagang' FROM premium_ledger""",
+        invoice_id,
+    )
+
+    await _coverage_migrations_up_to(conn, tmp_path, None)
+
+    lines = await conn.fetch("SELECT entry_id, kecamatan_code FROM invoice_lines")
+    assert [tuple(r) for r in lines] == [(entry, "35.75.01")]
+    for name in (
+        "invoice_total_differs_from_lines",
+        "invoice_line_not_a_posting_of_its_month",
+        "posting_listed_and_lined_by_its_run",
+    ):
+        assert await conn.fetch(LEDGER_CHECKS[name]) == [], name
+    with pytest.raises(asyncpg.CheckViolationError, match="run_postings_say_where"):
+        await conn.execute(
+            """INSERT INTO premium_ledger (entry_id, policy_id, worker_id, period, entry_type,
+                                           jkk_amount, jkm_amount, amount, tariff_code,
+                                           debit_account, credit_account, billing_run_id)
+               VALUES (gen_random_uuid(), $1, $2, '2026-03-01', 'premium', 10000, 6800, 16800,
+                       'T', 'payer:KOTA-PASURUAN-DBHCHT', 'bpjstk:receivable', $3)""",
+            policy_id,
+            worker_id,
+            run_id,
+        )
 
 
 async def test_premium_ledger_one_premium_per_policy_and_month(conn: asyncpg.Connection) -> None:

@@ -245,7 +245,6 @@ async def test_coverage_billing_uses_indexes_on_200k_policies(service_pool: Serv
                 june,
                 tariff,
                 run_id=run_id,
-                invoice_id=uuid.uuid4(),
                 after=middle,
                 limit=1_000,
             )
@@ -266,11 +265,35 @@ async def test_coverage_billing_uses_indexes_on_200k_policies(service_pool: Serv
             invoice = coverage_store.OpenInvoice(uuid.uuid4(), created=True)
             await coverage_store.line_first_months(c, invoice, city, june)
 
+        async def invoice_read(c: Any) -> coverage_store.OpenInvoice:
+            await chunk(c)
+            invoice = await coverage_store.open_invoice(c, city, june, uuid.uuid4())
+            assert invoice is not None
+            await coverage_store.line_run_postings(c, invoice, run_id)
+            shown = await coverage_store.invoice(c, invoice.invoice_id)
+            assert shown is not None and shown["by_kecamatan"] == [
+                {"kecamatan_code": "35.75.01", "headcount": 1_000, "amount": 16_800_000}
+            ]
+            assert len(await coverage_store.invoice_lines(c, invoice.invoice_id)) == 1_000
+            return invoice
+
+        async def lapse_and_reinstate(c: Any) -> None:
+            invoice = await invoice_read(c)  # June's invoice, unpaid: overdue in November
+            await coverage_store.settle_invoice(c, invoice, 1_000, 16_800_000)
+            lapsed = await coverage_store.lapse_overdue(c, date(2026, 11, 1))
+            assert len(lapsed) == 1_000
+            assert await coverage_store.reinstate_settled(c, date(2026, 11, 1)) == []
+
         run_id = uuid.uuid4()
         assert await sequential_scans(conn, chunk, big) == []
+        assert await sequential_scans(conn, invoice_read, big) == []
+        assert await sequential_scans(conn, lapse_and_reinstate, {"premium_ledger"}) == []
+        assert "premium_ledger_month_payer_run" in await indexes_used(conn, invoice_read)
         assert await sequential_scans(conn, relay_page, big) == []
         assert await sequential_scans(conn, first_months, big) == []
         assert await indexes_used(conn, relay_page) == {"premium_ledger_month_payer_run"}
         assert await indexes_used(conn, first_months) >= {"premium_ledger_first_months"}
         lookup = lambda c: coverage_store.workers_with_policies(c, workers)  # noqa: E731
         assert await sequential_scans(conn, lookup, big) == []
+        shown = lambda c: coverage_store.policy_of(c, workers[0])  # noqa: E731
+        assert await sequential_scans(conn, shown, big) == []
