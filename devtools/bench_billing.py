@@ -32,6 +32,7 @@ from shared.events import InvoiceIssued, PremiumPosted
 from shared.kafka import ensure_topics, new_producer
 from shared.migrations import apply_migrations
 from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
 
 BENCH_DATABASE = "perisai_bench"
 PERIOD = date(2026, 6, 1)
@@ -80,7 +81,7 @@ async def bare_insert_seconds(pool: asyncpg.Pool, count: int) -> float:
             await transaction.rollback()
 
 
-async def publish_outbox(pool: asyncpg.Pool, expected: int) -> None:
+async def publish_outbox(pool: asyncpg.Pool, expected: int, batch_size: int) -> None:
     """Publish what the runs left in the outbox, as the coverage service's relay does,
     to topics of this benchmark's own."""
     bootstrap = infra.kafka_bootstrap()
@@ -93,6 +94,7 @@ async def publish_outbox(pool: asyncpg.Pool, expected: int) -> None:
         lambda: new_producer(bootstrap, "perisai-bench-relay"),
         topic_prefix=prefix,
         sources=run_postings.SOURCES,
+        batch_size=batch_size,
     )
     try:
         clock = time.perf_counter()
@@ -100,7 +102,8 @@ async def publish_outbox(pool: asyncpg.Pool, expected: int) -> None:
         seconds = time.perf_counter() - clock
         left = await pool.fetchval("SELECT count(*) FROM outbox")
         print(
-            f"relay: {relay.published:,} records published in {seconds:.1f} s "
+            f"relay ({batch_size:,} records a round): {relay.published:,} records published "
+            f"in {seconds:.1f} s "
             f"({relay.published / seconds:,.0f}/s), {left} outbox rows left"
         )
         if relay.published < expected:
@@ -114,7 +117,7 @@ async def publish_outbox(pool: asyncpg.Pool, expected: int) -> None:
             await admin.close()
 
 
-async def bench(count: int, chunk: int, publish: bool) -> None:
+async def bench(count: int, chunk: int, publish: bool, relay_batch: int) -> None:
     await asyncio.to_thread(infra.up)
     dsn = await infra.create_database_async(BENCH_DATABASE)
     try:
@@ -167,7 +170,7 @@ async def bench(count: int, chunk: int, publish: bool) -> None:
                 f"and {sources:,} standing for the runs' postings"
             )
             if publish:
-                await publish_outbox(pool, count)
+                await publish_outbox(pool, count, relay_batch)
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(f"peak memory of this process: {peak_mib:.0f} MiB")
         finally:
@@ -186,8 +189,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_false",
         help="stop after the ledger check (no Kafka needed)",
     )
+    parser.add_argument(
+        "--relay-batch",
+        type=int,
+        default=ServiceSettings.model_fields["relay_batch_size"].default,
+        help="records per relay round (PERISAI_RELAY_BATCH_SIZE; default %(default)s)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(bench(args.policies, args.chunk, args.publish))
+    asyncio.run(bench(args.policies, args.chunk, args.publish, args.relay_batch))
     return 0
 
 

@@ -377,3 +377,20 @@ async def test_premium_ledger_one_premium_per_policy_and_month(conn: asyncpg.Con
     await _post(conn, policy_id, worker_id, date(2026, 1, 1), "reversal", reverses=first)
     await _post(conn, policy_id, worker_id, date(2026, 2, 1))
     assert await conn.fetchval("SELECT count(*) FROM premium_ledger") == 3
+
+
+async def test_a_reversal_must_name_an_entry_of_the_ledger(conn: asyncpg.Connection) -> None:
+    policy_id, worker_id = await _coverage_with_policy(conn)
+    premium = await _post(conn, policy_id, worker_id, date(2026, 1, 1))
+    nowhere = uuid.uuid4()
+
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match=f"names no ledger entry: {nowhere}"):
+        await _post(conn, policy_id, worker_id, date(2026, 1, 1), "reversal", reverses=nowhere)
+
+    await _post(conn, policy_id, worker_id, date(2026, 1, 1), "reversal", reverses=premium)
+    assert await conn.fetchval("SELECT count(*) FROM premium_ledger") == 2
+    foreign_keys = await conn.fetchval(
+        "SELECT count(*) FROM pg_constraint "
+        "WHERE conrelid = 'coverage.premium_ledger'::regclass AND contype = 'f'"
+    )
+    assert foreign_keys == 0, "premiums queue no key check"
